@@ -1,0 +1,310 @@
+//! Configuration: the TOML file (SPEC §3) loaded into plain runtime types with every
+//! default filled in, validated, with secrets resolved. Runtime types hold no `Option`
+//! for anything that has a default.
+
+mod file;
+mod locate;
+pub mod presets;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
+pub use secret::Secret;
+
+/// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.
+pub const DEFAULT_PATH: &str = "/etc/wxquotad/config.toml";
+
+/// The whole configuration, ready to use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    pub daemon: DaemonSettings,
+    pub wechat: WechatSettings,
+    pub poll: PollSettings,
+    pub alerts: Vec<AlertSettings>,
+    pub accounts: Vec<Account>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Report API, status, metrics, health. Default 127.0.0.1:9477.
+    pub listen: SocketAddr,
+    /// Holds the state database. Default $STATE_DIRECTORY, else /var/lib/wxquotad.
+    pub state_dir: PathBuf,
+    /// Bearer token every API call but /healthz needs, read from `api_token_file`.
+    pub api_token: Option<Secret>,
+    pub api_token_file: Option<PathBuf>,
+    /// Decide and log, never call clear_quota. Default false.
+    pub dry_run: bool,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[wechat]`
+#[derive(Debug, Clone)]
+pub struct WechatSettings {
+    /// Without a trailing slash. Default https://api.weixin.qq.com.
+    pub base_url: String,
+    /// Per request. Default 10 s.
+    pub timeout: Duration,
+}
+
+/// `[poll]`: WeChat's own counters via getApiQuota.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// Zero disables polling. Default 5 min.
+    pub interval: Duration,
+    /// Paths to poll; empty = the policy's watched interfaces.
+    pub apis: Vec<String>,
+}
+
+/// `[[alerts]]`
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub kind: AlertKind,
+    /// Webhook URL; a WeCom URL carries its key, so it is kept secret.
+    pub url: Secret,
+    pub events: Vec<AlertEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// WeCom group robot webhook (markdown message).
+    Wecom,
+    /// Generic JSON POST.
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertEvent {
+    Cleared,
+    ClearFailed,
+    BudgetLow,
+    Exhausted,
+    AccountError,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 5] = [
+        AlertEvent::Cleared,
+        AlertEvent::ClearFailed,
+        AlertEvent::BudgetLow,
+        AlertEvent::Exhausted,
+        AlertEvent::AccountError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Cleared => "cleared",
+            AlertEvent::ClearFailed => "clear_failed",
+            AlertEvent::BudgetLow => "budget_low",
+            AlertEvent::Exhausted => "exhausted",
+            AlertEvent::AccountError => "account_error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertEvent> {
+        AlertEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// `[policy]`, merged with an account's `[accounts.policy]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Clear when a watched interface reaches this share of its daily limit. (0, 1], default 0.9.
+    pub threshold: f64,
+    /// Clear when a watched interface is reported blocked (45009). Default true.
+    pub clear_on_45009: bool,
+    /// Monthly clears never spent automatically. Default 2; < monthly_clears.
+    pub reserve: u32,
+    /// WeChat's monthly budget per account. Default 10.
+    pub monthly_clears: u32,
+    /// Least time between two clears of one account. Default 10 min.
+    pub min_interval: Duration,
+    /// Default 3.
+    pub max_clears_per_day: u32,
+    /// No automatic clear this close to the daily reset. Default 30 min.
+    pub quiet_before_reset: Duration,
+    /// Interfaces that can trigger a clear; empty = every interface with a limit.
+    pub watch: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            threshold: 0.9,
+            clear_on_45009: true,
+            reserve: 2,
+            monthly_clears: 10,
+            min_interval: Duration::from_secs(600),
+            max_clears_per_day: 3,
+            quiet_before_reset: Duration::from_secs(1800),
+            watch: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    OfficialAccount,
+    MiniProgram,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::OfficialAccount => "official_account",
+            AccountKind::MiniProgram => "mini_program",
+        }
+    }
+}
+
+/// How clears are sent (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearVia {
+    /// The token, falling back to the AppSecret variant when no token can be had.
+    Auto,
+    /// `/cgi-bin/clear_quota` with a stable access token.
+    Token,
+    /// `/cgi-bin/clear_quota/v2` with the AppSecret.
+    AppSecret,
+}
+
+/// One `[[accounts]]` entry.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Unique; letters, digits, '-' and '_'.
+    pub name: String,
+    pub appid: String,
+    pub kind: AccountKind,
+    pub preset: PresetName,
+    /// The AppSecret, from secret_file, secret_env or secret.
+    pub secret: Secret,
+    pub clear_via: ClearVia,
+    /// The preset's table with `[accounts.limits]` applied.
+    pub limits: LimitTable,
+    /// `[policy]` with `[accounts.policy]` applied.
+    pub policy: Policy,
+}
+
+impl Account {
+    /// Changes whenever something that could fix a config-level WeChat error changes
+    /// (appid, secret, how clears are sent). An account in `error` leaves it when this
+    /// differs from the value recorded with the error. Not a hash of the secret that
+    /// could be reversed: a 64-bit digest of the three fields together.
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.appid.hash(&mut h);
+        self.secret.expose().hash(&mut h);
+        format!("{:?}", self.clear_via).hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// The quotas that can trigger a clear: the watch list, or every quota with a limit.
+    pub fn watched(&self) -> Vec<&LimitEntry> {
+        self.limits
+            .entries()
+            .iter()
+            .filter(|e| e.limit.is_some())
+            .filter(|e| {
+                self.policy.watch.is_empty()
+                    || e.paths.iter().any(|p| self.policy.watch.contains(p))
+            })
+            .collect()
+    }
+}
+
+/// Something the config should not do but may (e.g. a world-readable secret file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub String);
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One thing wrong with the config, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the spot is known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key path, e.g. `accounts[0].policy.threshold`, when known.
+    pub key: Option<String>,
+    /// The account's name, when the error is in an account.
+    pub account: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        if let Some(a) = &self.account {
+            write!(f, "account {a:?}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found in one file (validation does not stop at the first).
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// How to load: `simulate` is set by `run --simulate` and `sim`, where a secret that
+/// cannot be resolved (a missing secret_file, an unset secret_env) is replaced by a
+/// made-up one with a warning, since the simulator needs no real credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub simulate: bool,
+}
+
+/// Reads, parses and validates the config at `path`, resolving secrets.
+pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    load_with(path, LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    validate::load(path, opts)
+}
+
+/// The path to use: `--config`, else `$WXQUOTAD_CONFIG`, else [`DEFAULT_PATH`]
+/// (clap fills in the first two).
+pub fn resolve_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}

@@ -1,0 +1,21 @@
+//! wxquotad keeps busy WeChat Official Accounts and Mini Programs from staying blocked
+//! by their daily API limits (45009), spending `clear_quota`'s 10-a-month budget only
+//! when one is needed and the policy allows it.
+//!
+//! # Layout
+//! - [`config`]: the TOML file → validated runtime types, presets, secrets.
+//! - [`time`]: the clock, and WeChat's days and months (UTC+8).
+//! - [`apipath`]: one name per interface, whatever form a report uses.
+//! - [`policy`]: pure decisions: is an account due, may it be cleared now.
+//! - [`store`]: the SQLite state file: usage counters and the clear ledger.
+//! - [`wechat`]: the WeChat client, token cache, errcode classification.
+//! - [`engine`]: the one place that wires state → policy → client → state.
+//! - [`api`]: the HTTP API (reports, status, clear, health).
+//! - [`daemon`]: start-up, the background jobs, signals, shutdown.
+//! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
+//! - [`cli`]: the command line.
+
+pub mod apipath;
+pub mod config;
+pub mod time;
+pub mod wechat;

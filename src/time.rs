@@ -1,0 +1,181 @@
+//! Time: the clock the daemon reads, and WeChat's days and months (00:00 UTC+8).
+//!
+//! Everything else takes `now` as an argument; only the edges (the engine's
+//! entry points, the simulator) ask a [`Clock`]. Days and months are derived
+//! from timestamps here, never from the machine's time zone.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+
+/// A point in time. Stored and compared in UTC; shown in UTC+8.
+pub type Timestamp = DateTime<Utc>;
+
+/// Environment variable that starts the clock at a given RFC 3339 instant and lets it
+/// run from there in real time. For tests and demos only (day and month rollover
+/// without waiting for midnight); never set it in production.
+pub const FAKE_NOW_ENV: &str = "WXQUOTAD_FAKE_NOW";
+
+/// WeChat's time zone: UTC+8 (Beijing), no daylight saving.
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// The WeChat day (UTC+8 calendar date) that `t` falls in.
+pub fn day_of(t: Timestamp) -> NaiveDate {
+    t.with_timezone(&beijing()).date_naive()
+}
+
+/// The WeChat month of `t`, as "YYYY-MM" (UTC+8).
+pub fn month_of(t: Timestamp) -> String {
+    let local = t.with_timezone(&beijing());
+    format!("{:04}-{:02}", local.year(), local.month())
+}
+
+/// The first instant of WeChat day `day` (00:00 UTC+8), in UTC.
+pub fn start_of_day(day: NaiveDate) -> Timestamp {
+    beijing()
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&Utc)
+}
+
+/// The next daily reset strictly after `t`: the coming 00:00 UTC+8.
+pub fn next_reset(t: Timestamp) -> Timestamp {
+    start_of_day(day_of(t) + Duration::days(1))
+}
+
+/// The first instant of `t`'s WeChat month (the 1st, 00:00 UTC+8).
+pub fn start_of_month(t: Timestamp) -> Timestamp {
+    let day = day_of(t);
+    start_of_day(day.with_day(1).expect("every month has a 1st"))
+}
+
+/// Formats `t` in UTC+8 with seconds, e.g. "2026-11-22T10:00:00+08:00".
+pub fn show(t: Timestamp) -> String {
+    t.with_timezone(&beijing())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// Parses an RFC 3339 timestamp (any offset).
+pub fn parse(s: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Where "now" comes from. Cheap to clone; clones share one clock.
+#[derive(Clone)]
+pub struct Clock {
+    source: Arc<Source>,
+}
+
+enum Source {
+    System,
+    /// Real time shifted by a fixed amount (see [`FAKE_NOW_ENV`]).
+    Shifted(Duration),
+    /// Time that moves only when told to (in-process tests).
+    Manual(Mutex<Timestamp>),
+}
+
+impl Clock {
+    /// The machine's clock.
+    pub fn system() -> Clock {
+        Clock {
+            source: Arc::new(Source::System),
+        }
+    }
+
+    /// A clock that reads `start` now and then runs in real time.
+    pub fn starting_at(start: Timestamp) -> Clock {
+        Clock {
+            source: Arc::new(Source::Shifted(start - Utc::now())),
+        }
+    }
+
+    /// A clock that stays at `start` until [`Clock::advance`] or [`Clock::set`].
+    pub fn manual(start: Timestamp) -> Clock {
+        Clock {
+            source: Arc::new(Source::Manual(Mutex::new(start))),
+        }
+    }
+
+    /// The system clock, or a shifted one when [`FAKE_NOW_ENV`] is set.
+    /// An unparsable value is an error naming the variable.
+    pub fn from_env() -> Result<Clock, String> {
+        match std::env::var(FAKE_NOW_ENV) {
+            Ok(v) if !v.is_empty() => parse(&v).map(Clock::starting_at).ok_or_else(|| {
+                format!("{FAKE_NOW_ENV}={v:?} is not an RFC 3339 timestamp")
+            }),
+            _ => Ok(Clock::system()),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        match &*self.source {
+            Source::System => Utc::now(),
+            Source::Shifted(by) => Utc::now() + *by,
+            Source::Manual(t) => *t.lock().expect("clock lock"),
+        }
+    }
+
+    /// Moves a manual clock forward. No effect on the other kinds.
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Source::Manual(t) = &*self.source {
+            let mut t = t.lock().expect("clock lock");
+            *t += Duration::from_std(by).expect("duration in range");
+        }
+    }
+
+    /// Sets a manual clock. No effect on the other kinds.
+    pub fn set(&self, to: Timestamp) {
+        if let Source::Manual(t) = &*self.source {
+            *t.lock().expect("clock lock") = to;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        parse(s).unwrap()
+    }
+
+    #[test]
+    fn days_and_months_follow_utc8() {
+        // 15:59:59 UTC is 23:59:59 in Beijing; one second later is the next day.
+        assert_eq!(day_of(at("2026-11-22T15:59:59Z")).to_string(), "2026-11-22");
+        assert_eq!(day_of(at("2026-11-22T16:00:00Z")).to_string(), "2026-11-23");
+        assert_eq!(month_of(at("2026-11-30T15:59:59Z")), "2026-11");
+        assert_eq!(month_of(at("2026-11-30T16:00:00Z")), "2026-12");
+        assert_eq!(month_of(at("2026-12-31T16:00:00Z")), "2027-01");
+    }
+
+    #[test]
+    fn next_reset_is_the_coming_midnight_in_beijing() {
+        assert_eq!(
+            next_reset(at("2026-11-22T10:00:00+08:00")),
+            at("2026-11-23T00:00:00+08:00")
+        );
+        // Exactly at midnight the next reset is a day later.
+        assert_eq!(
+            next_reset(at("2026-11-23T00:00:00+08:00")),
+            at("2026-11-24T00:00:00+08:00")
+        );
+        assert_eq!(
+            start_of_month(at("2026-11-22T10:00:00+08:00")),
+            at("2026-11-01T00:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = Clock::manual(at("2026-11-22T10:00:00+08:00"));
+        assert_eq!(c.now(), at("2026-11-22T10:00:00+08:00"));
+        c.advance(std::time::Duration::from_secs(60));
+        assert_eq!(show(c.now()), "2026-11-22T10:01:00+08:00");
+    }
+}
