@@ -17,5 +17,6 @@
 
 pub mod apipath;
 pub mod config;
+pub mod policy;
 pub mod time;
 pub mod wechat;
