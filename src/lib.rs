@@ -18,5 +18,6 @@
 pub mod apipath;
 pub mod config;
 pub mod policy;
+pub mod store;
 pub mod time;
 pub mod wechat;
