@@ -17,6 +17,7 @@
 
 pub mod apipath;
 pub mod config;
+pub mod engine;
 pub mod policy;
 pub mod store;
 pub mod time;

@@ -88,7 +88,7 @@ const fn row(
 }
 
 /// Where a daily limit came from; shown in status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitSource {
     Preset,

@@ -1,0 +1,522 @@
+//! The one place that wires the parts: reports and ticks update account state, the
+//! policy decides, the WeChat client clears, the store records. Cheap-to-clone handle.
+
+mod account;
+mod clear;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+pub use clear::{ClearOutcome, ClearResult};
+pub use status::StatusDoc;
+
+use crate::config::{Account, Config};
+use crate::policy::{self, Decision};
+use crate::store::{Store, StoreError, UsageRow};
+use crate::time::{start_of_month, Clock, Timestamp};
+use crate::wechat::WechatClient;
+use account::{AccountError, AccountRuntime, PathCount, MAX_PATHS_PER_ACCOUNT};
+
+/// How often a held decision may be logged again when nothing about it changed.
+const HOLD_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// One usage report, already checked for shape (the API layer's job).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub target: Target,
+    /// Normalised API path.
+    pub api: String,
+    pub what: Reported,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Account(String),
+    Appid(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reported {
+    /// Calls made (1 to 1,000,000,000).
+    Calls(u64),
+    /// A WeChat errcode seen; only 45009 can trigger a clear.
+    Errcode(i64),
+}
+
+/// Why a batch of reports was refused (nothing of it was applied).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportError {
+    #[error("item {index}: no account {what}")]
+    UnknownAccount { index: usize, what: String },
+    #[error("item {index}: account {account:?} already counts {MAX_PATHS_PER_ACCOUNT} distinct API paths today")]
+    TooManyPaths { index: usize, account: String },
+}
+
+/// The daemon's core. Clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: Clock,
+    store: Store,
+    /// Every clear task spawned, so shutdown can wait for them.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// A std mutex: every critical section is short and never awaits.
+    state: Mutex<State>,
+}
+
+struct State {
+    config: Arc<Config>,
+    client: WechatClient,
+    accounts: Vec<AccountRuntime>,
+    by_name: HashMap<String, usize>,
+    by_appid: HashMap<String, usize>,
+    /// Rows of days that ended before they were flushed.
+    pending: Vec<UsageRow>,
+}
+
+impl Engine {
+    /// Builds the engine from a validated config and an open store, loading today's
+    /// counters, this and last month's ledger, and accounts left in `error`.
+    pub fn new(config: Config, store: Store, clock: Clock) -> Result<Engine, StoreError> {
+        let now = clock.now();
+        let client = WechatClient::new(&config.wechat.base_url, config.wechat.timeout);
+        let mut state = State {
+            config: Arc::new(config.clone()),
+            client,
+            accounts: Vec::new(),
+            by_name: HashMap::new(),
+            by_appid: HashMap::new(),
+            pending: Vec::new(),
+        };
+        let mut old = HashMap::new();
+        let fresh = load_accounts(&store, &config.accounts, &mut old, now)?;
+        state.set_accounts(fresh);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                clock,
+                store,
+                tasks: Mutex::new(Vec::new()),
+                state: Mutex::new(state),
+            }),
+        })
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.lock().config.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a batch of reports all or nothing, then decides for every account it
+    /// touched (clears start in the background). Returns the number applied.
+    pub fn report(&self, items: &[Report]) -> Result<usize, ReportError> {
+        let now = self.inner.clock.now();
+        let mut st = self.lock();
+        st.roll_all(now);
+        // Resolve and check everything before changing anything.
+        let mut targets = Vec::with_capacity(items.len());
+        let mut new_paths: HashMap<usize, usize> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let idx = match &item.target {
+                Target::Account(n) => st.by_name.get(n),
+                Target::Appid(a) => st.by_appid.get(a),
+            };
+            let Some(&idx) = idx else {
+                let what = match &item.target {
+                    Target::Account(n) => format!("named {n:?}"),
+                    Target::Appid(a) => format!("with appid {a:?}"),
+                };
+                return Err(ReportError::UnknownAccount { index, what });
+            };
+            let acct = &st.accounts[idx];
+            if !acct.usage.contains_key(&item.api) {
+                let n = new_paths.entry(idx).or_default();
+                *n += 1;
+                if acct.usage.len() + *n > MAX_PATHS_PER_ACCOUNT {
+                    return Err(ReportError::TooManyPaths {
+                        index,
+                        account: acct.cfg.name.clone(),
+                    });
+                }
+            }
+            targets.push(idx);
+        }
+        let mut touched: Vec<usize> = Vec::new();
+        for (item, &idx) in items.iter().zip(&targets) {
+            let acct = &mut st.accounts[idx];
+            match item.what {
+                Reported::Calls(n) => {
+                    let c = acct.usage.entry(item.api.clone()).or_default();
+                    c.calls = c.calls.saturating_add(n);
+                    c.dirty = true;
+                }
+                Reported::Errcode(45009) => {
+                    let c = acct.usage.entry(item.api.clone()).or_default();
+                    if !c.blocked {
+                        info!(event = "blocked", account = %acct.cfg.name, api = %item.api, "reported 45009 (daily limit reached)");
+                    }
+                    c.blocked = true;
+                    c.dirty = true;
+                }
+                Reported::Errcode(code) => {
+                    // 45011 is the per-minute limit: a clear does not help. Others are noted only.
+                    debug!(account = %acct.cfg.name, api = %item.api, errcode = code, "errcode reported; no effect on clears");
+                    continue;
+                }
+            }
+            if !touched.contains(&idx) {
+                touched.push(idx);
+            }
+        }
+        for idx in touched {
+            self.decide_and_start(&mut st, idx, now);
+        }
+        Ok(items.len())
+    }
+
+    /// Periodic work (every few seconds, and from the rollover jobs): roll days, decide
+    /// for every account (time-based gates may have opened), flush counters.
+    pub fn tick(&self) {
+        let now = self.inner.clock.now();
+        {
+            let mut st = self.lock();
+            st.roll_all(now);
+            for idx in 0..st.accounts.len() {
+                self.decide_and_start(&mut st, idx, now);
+            }
+        }
+        if let Err(e) = self.flush() {
+            warn!(error = %e, "could not flush counters; will retry");
+        }
+    }
+
+    /// Writes changed counters to the store. Returns how many rows were written.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        let rows = {
+            let mut st = self.lock();
+            let mut rows = std::mem::take(&mut st.pending);
+            for acct in st.accounts.iter_mut() {
+                rows.extend(acct.take_dirty());
+            }
+            rows
+        };
+        match self.inner.store.save_usage(&rows) {
+            Ok(()) => Ok(rows.len()),
+            Err(e) => {
+                // Keep them for the next flush; newer values for the same key win there.
+                let mut st = self.lock();
+                let mut newer = std::mem::take(&mut st.pending);
+                st.pending = rows;
+                st.pending.append(&mut newer);
+                for r in &st.pending.clone() {
+                    if let Some(&i) = st.by_appid.get(&r.appid) {
+                        if st.accounts[i].day == r.day {
+                            if let Some(c) = st.accounts[i].usage.get_mut(&r.api) {
+                                c.dirty = true;
+                            }
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The whole status document.
+    pub fn status(&self) -> StatusDoc {
+        let now = self.inner.clock.now();
+        let mut st = self.lock();
+        st.roll_all(now);
+        let accounts = st
+            .accounts
+            .iter()
+            .map(|a| status::account_status(a, now))
+            .collect();
+        status::doc(accounts, st.config.daemon.dry_run, now)
+    }
+
+    /// One account's status, by name.
+    pub fn account_status(&self, name: &str) -> Option<status::AccountStatus> {
+        let now = self.inner.clock.now();
+        let mut st = self.lock();
+        st.roll_all(now);
+        let idx = *st.by_name.get(name)?;
+        Some(status::account_status(&st.accounts[idx], now))
+    }
+
+    /// A clear someone asked for (API or CLI); waits for its outcome.
+    /// `None` when there is no such account.
+    pub async fn clear_now(
+        &self,
+        name: &str,
+        force: bool,
+        reason: Option<String>,
+    ) -> Option<ClearResult> {
+        let now = self.inner.clock.now();
+        let job = {
+            let mut st = self.lock();
+            st.roll_all(now);
+            let idx = *st.by_name.get(name)?;
+            let dry_run = st.config.daemon.dry_run;
+            let acct = &st.accounts[idx];
+            let quotas: Vec<_> = acct.quotas().iter().map(|q| q.view()).collect();
+            let view = account::view(acct, &quotas, dry_run, now);
+            let left = view.clears_left();
+            let decision = policy::decide_manual(&view, force, reason, now);
+            log_decision(&acct.cfg.name, &decision, left);
+            match decision {
+                Decision::Clear(trigger) => clear::Job::start(&mut st, idx, trigger),
+                Decision::Hold(_, hold) => {
+                    return Some(ClearResult {
+                        outcome: ClearOutcome::Refused,
+                        reason: hold.to_string(),
+                    })
+                }
+                Decision::NotDue => unreachable!("manual decisions are always due"),
+            }
+        };
+        Some(job.run(self.clone()).await)
+    }
+
+    /// Decides for account `idx` and, when it should clear, marks it in flight and
+    /// starts the clear in the background.
+    fn decide_and_start(&self, st: &mut State, idx: usize, now: Timestamp) {
+        let dry_run = st.config.daemon.dry_run;
+        let acct = &mut st.accounts[idx];
+        let quotas: Vec<_> = acct.quotas().iter().map(|q| q.view()).collect();
+        let view = account::view(acct, &quotas, dry_run, now);
+        let left = view.clears_left();
+        let decision = policy::decide(&view, now);
+        match decision {
+            Decision::NotDue => {}
+            Decision::Hold(ref trigger, ref hold) => {
+                // A held account is re-decided on every report and tick: log the hold
+                // when it changes, and otherwise at most every HOLD_LOG_EVERY.
+                let key = format!("{trigger} / {hold:?}");
+                let key = key.split(" {").next().unwrap_or(&key).to_string();
+                let quiet = matches!(&acct.last_hold, Some((k, at)) if *k == key
+                    && (now - *at).to_std().unwrap_or_default() < HOLD_LOG_EVERY);
+                if !quiet {
+                    log_decision(&acct.cfg.name, &decision, left);
+                    acct.last_hold = Some((key, now));
+                }
+            }
+            Decision::Clear(trigger) => {
+                acct.last_hold = None;
+                log_decision(&acct.cfg.name, &Decision::Clear(trigger.clone()), left);
+                let job = clear::Job::start(st, idx, trigger);
+                let engine = self.clone();
+                let handle = tokio::spawn(async move {
+                    job.run(engine).await;
+                });
+                let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(handle);
+            }
+        }
+    }
+
+    /// Replaces the config (SIGHUP). Accounts that stay (same appid) keep their
+    /// counters, ledger, token and in-flight clear; removed ones are flushed first.
+    /// An account in `error` leaves it when its appid, secret or clear_via changed.
+    pub fn apply_config(&self, config: Config) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        let mut st = self.lock();
+        st.roll_all(now);
+        let mut old: HashMap<String, AccountRuntime> = HashMap::new();
+        for mut a in std::mem::take(&mut st.accounts) {
+            let rows = a.take_dirty();
+            st.pending.extend(rows);
+            old.insert(a.cfg.appid.clone(), a);
+        }
+        let accounts = load_accounts(&self.inner.store, &config.accounts, &mut old, now)?;
+        if config.wechat.base_url != st.config.wechat.base_url
+            || config.wechat.timeout != st.config.wechat.timeout
+        {
+            st.client = WechatClient::new(&config.wechat.base_url, config.wechat.timeout);
+        }
+        st.config = Arc::new(config);
+        st.set_accounts(accounts);
+        Ok(())
+    }
+
+    /// Waits (at most `limit`) for clears in flight to settle, then flushes.
+    pub async fn shutdown(&self, limit: Duration) {
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        let wait = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            warn!("clears still in flight at shutdown; they stay counted as spent");
+        }
+        match self.flush() {
+            Ok(n) => info!(rows = n, "counters flushed"),
+            Err(e) => warn!(error = %e, "could not flush counters at shutdown"),
+        }
+    }
+}
+
+impl State {
+    fn set_accounts(&mut self, accounts: Vec<AccountRuntime>) {
+        self.by_name = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.cfg.name.clone(), i))
+            .collect();
+        self.by_appid = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.cfg.appid.clone(), i))
+            .collect();
+        self.accounts = accounts;
+    }
+
+    /// Starts a new WeChat day where one began; logs each account's day summary.
+    fn roll_all(&mut self, now: Timestamp) {
+        let today = crate::time::day_of(now);
+        for acct in self.accounts.iter_mut().filter(|a| a.day != today) {
+            let calls: u64 = acct.usage.values().map(|c| c.calls).sum();
+            let (top_ratio, top_api) = acct
+                .quotas()
+                .into_iter()
+                .filter_map(|q| q.ratio().map(|r| (r, q.paths[0].clone())))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap_or((0.0, "-".to_string()));
+            if let Some(ended) = acct.roll(now, &mut self.pending) {
+                let clears = acct
+                    .attempts
+                    .iter()
+                    .filter(|a| a.spent() && crate::time::day_of(a.started_at) == ended)
+                    .count();
+                info!(
+                    event = "day_summary",
+                    account = %acct.cfg.name,
+                    day = %ended,
+                    calls,
+                    top_api = %top_api,
+                    top_ratio,
+                    clears,
+                    "day ended (00:00 UTC+8); counters start again"
+                );
+                acct.prune_attempts(now);
+            }
+        }
+    }
+}
+
+/// Runtimes for `accounts`: taken from `old` (by appid) when there, else loaded from
+/// the store (today's counters, recent attempts, a recorded error).
+fn load_accounts(
+    store: &Store,
+    accounts: &[Account],
+    old: &mut HashMap<String, AccountRuntime>,
+    now: Timestamp,
+) -> Result<Vec<AccountRuntime>, StoreError> {
+    let today = crate::time::day_of(now);
+    let needs_load = accounts.iter().any(|a| !old.contains_key(&a.appid));
+    let (usage, attempts) = if needs_load {
+        let since = start_of_month(start_of_month(now) - chrono::Duration::days(1));
+        (store.load_usage(today)?, store.attempts_since(since)?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let mut out = Vec::with_capacity(accounts.len());
+    for cfg in accounts {
+        let rt = match old.remove(&cfg.appid) {
+            Some(mut rt) => {
+                if rt.cfg.secret != cfg.secret {
+                    rt.token = Arc::new(crate::wechat::TokenCache::default());
+                }
+                rt.cfg = cfg.clone();
+                rt
+            }
+            None => {
+                let mut rt = AccountRuntime::new(cfg.clone(), now);
+                for r in usage.iter().filter(|r| r.appid == cfg.appid) {
+                    rt.usage.insert(
+                        r.api.clone(),
+                        PathCount {
+                            calls: r.calls,
+                            blocked: r.blocked,
+                            dirty: false,
+                        },
+                    );
+                }
+                rt.attempts = attempts
+                    .iter()
+                    .filter(|a| a.appid == cfg.appid)
+                    .cloned()
+                    .collect();
+                rt
+            }
+        };
+        out.push(rt);
+    }
+    // Errors hold until the config that caused them changes.
+    for rt in out.iter_mut() {
+        match store.account_error(&rt.cfg.appid)? {
+            Some((fp, errcode, message, at)) if fp == rt.cfg.fingerprint() => {
+                rt.error = Some(AccountError {
+                    errcode,
+                    message,
+                    at,
+                });
+            }
+            Some(_) => {
+                info!(account = %rt.cfg.name, "config changed; account leaves error state");
+                store.clear_account_error(&rt.cfg.appid)?;
+                rt.error = None;
+            }
+            None => rt.error = None,
+        }
+    }
+    Ok(out)
+}
+
+/// The one structured event per decision (SPEC §5).
+fn log_decision(account: &str, decision: &Decision, clears_left: u32) {
+    match decision {
+        Decision::NotDue => {}
+        Decision::Clear(t) => info!(
+            event = "decision",
+            account,
+            api = t.api().unwrap_or("-"),
+            trigger = t.kind(),
+            outcome = "clear",
+            reason = %t,
+            clears_left,
+            "clear decided"
+        ),
+        Decision::Hold(t, hold) => info!(
+            event = "decision",
+            account,
+            api = t.api().unwrap_or("-"),
+            trigger = t.kind(),
+            outcome = if matches!(hold, policy::Hold::DryRun) { "dry_run" } else { "hold" },
+            reason = %hold,
+            clears_left,
+            "clear held: {t}"
+        ),
+    }
+}

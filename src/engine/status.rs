@@ -1,0 +1,158 @@
+//! The status document (SPEC §4 `GET /v1/status`), built from account runtimes.
+
+use serde::{Deserialize, Serialize};
+
+use super::account::AccountRuntime;
+use crate::config::LimitSource;
+use crate::time::{month_of, next_reset, show, Timestamp};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub now: String,
+    pub next_reset: String,
+    pub dry_run: bool,
+    pub accounts: Vec<AccountStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountStatus {
+    pub name: String,
+    pub appid: String,
+    pub kind: String,
+    pub preset: String,
+    /// "ok", "exhausted" (no clears left this month) or "error".
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<ErrorStatus>,
+    pub clears: ClearsStatus,
+    /// Quotas by usage ratio, highest first.
+    pub apis: Vec<ApiStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorStatus {
+    pub errcode: Option<i64>,
+    pub message: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearsStatus {
+    pub month: String,
+    /// Spent this month (succeeded or of unknown outcome).
+    pub used: u32,
+    pub left: u32,
+    pub reserve: u32,
+    pub today: u32,
+    pub in_flight: bool,
+    /// WeChat answered 48006 this month.
+    pub month_exhausted: bool,
+    pub last: Option<LastClear>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastClear {
+    pub at: String,
+    pub reason: String,
+    /// "ok", "failed", "unknown" or "in_flight".
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub errcode: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiStatus {
+    pub api: String,
+    /// Other paths sharing this quota (e.g. the two mass-send paths).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub shared_with: Vec<String>,
+    pub used: u64,
+    pub limit: Option<u64>,
+    /// "preset", "config" or "wechat".
+    pub limit_source: Option<LimitSource>,
+    pub ratio: Option<f64>,
+    pub blocked: bool,
+    pub watched: bool,
+}
+
+/// Builds one account's status as of `now`.
+pub fn account_status(acct: &AccountRuntime, now: Timestamp) -> AccountStatus {
+    let history = acct.history(now);
+    let policy = &acct.cfg.policy;
+    let left = if history.month_exhausted {
+        0
+    } else {
+        policy.monthly_clears.saturating_sub(history.spent_month)
+    };
+    let state = if acct.error.is_some() {
+        "error"
+    } else if left == 0 {
+        "exhausted"
+    } else {
+        "ok"
+    };
+    let last = acct
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| month_of(a.started_at) == month_of(now))
+        .map(|a| LastClear {
+            at: show(a.started_at),
+            reason: a.reason.clone(),
+            outcome: a.outcome.as_str().to_string(),
+            errcode: a.errcode,
+        });
+    let mut apis: Vec<ApiStatus> = acct
+        .quotas()
+        .into_iter()
+        .map(|q| ApiStatus {
+            api: q.paths[0].clone(),
+            shared_with: q.paths[1..].to_vec(),
+            used: q.used,
+            limit: q.limit,
+            limit_source: q.limit_source,
+            ratio: q.ratio().map(|r| (r * 10_000.0).round() / 10_000.0),
+            blocked: q.blocked,
+            watched: q.watched,
+        })
+        .collect();
+    apis.sort_by(|a, b| {
+        b.blocked
+            .cmp(&a.blocked)
+            .then(b.ratio.unwrap_or(-1.0).total_cmp(&a.ratio.unwrap_or(-1.0)))
+            .then(b.used.cmp(&a.used))
+            .then(a.api.cmp(&b.api))
+    });
+    AccountStatus {
+        name: acct.cfg.name.clone(),
+        appid: acct.cfg.appid.clone(),
+        kind: acct.cfg.kind.as_str().to_string(),
+        preset: acct.cfg.preset.as_str().to_string(),
+        state: state.to_string(),
+        error: acct.error.as_ref().map(|e| ErrorStatus {
+            errcode: e.errcode,
+            message: e.message.clone(),
+            at: show(e.at),
+        }),
+        clears: ClearsStatus {
+            month: month_of(now),
+            used: history.spent_month,
+            left,
+            reserve: policy.reserve,
+            today: history.spent_today,
+            in_flight: acct.in_flight,
+            month_exhausted: history.month_exhausted,
+            last,
+        },
+        apis,
+    }
+}
+
+pub fn doc(accounts: Vec<AccountStatus>, dry_run: bool, now: Timestamp) -> StatusDoc {
+    StatusDoc {
+        now: show(now),
+        next_reset: show(next_reset(now)),
+        dry_run,
+        accounts,
+    }
+}
