@@ -43,7 +43,9 @@ pub fn check(path: &str) -> Result<(), String> {
     }
     for seg in rest.split('/') {
         if seg.is_empty() || seg == "." || seg == ".." {
-            return Err(format!("API path {path:?} has an empty or relative segment"));
+            return Err(format!(
+                "API path {path:?} has an empty or relative segment"
+            ));
         }
         if !seg
             .chars()

@@ -13,12 +13,19 @@
 //! - [`api`]: the HTTP API (reports, status, clear, health).
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
-//! - [`cli`]: the command line.
+//! - [`cli`], [`client`]: the command line, and its client of the running daemon.
+//! - [`logging`]: text or JSON logs.
 
+pub mod api;
 pub mod apipath;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod engine;
+pub mod logging;
 pub mod policy;
+pub mod sim;
 pub mod store;
 pub mod time;
 pub mod wechat;

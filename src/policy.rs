@@ -396,7 +396,13 @@ mod tests {
                 expect: |d| {
                     matches!(
                         d,
-                        Decision::Hold(_, Hold::Reserve { left: 2, reserve: 2 })
+                        Decision::Hold(
+                            _,
+                            Hold::Reserve {
+                                left: 2,
+                                reserve: 2
+                            }
+                        )
                     )
                 },
                 ..base()
@@ -498,9 +504,7 @@ mod tests {
                     quota("/cgi-bin/menu/get", 9_500, Some(10_000), false),
                     quota("/cgi-bin/user/get", 499, Some(500), false),
                 ],
-                expect: |d| {
-                    matches!(d, Decision::Clear(Trigger::Threshold { api, .. }) if api == "/cgi-bin/user/get")
-                },
+                expect: |d| matches!(d, Decision::Clear(Trigger::Threshold { api, .. }) if api == "/cgi-bin/user/get"),
                 ..base()
             },
         ];

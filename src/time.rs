@@ -105,9 +105,9 @@ impl Clock {
     /// An unparsable value is an error naming the variable.
     pub fn from_env() -> Result<Clock, String> {
         match std::env::var(FAKE_NOW_ENV) {
-            Ok(v) if !v.is_empty() => parse(&v).map(Clock::starting_at).ok_or_else(|| {
-                format!("{FAKE_NOW_ENV}={v:?} is not an RFC 3339 timestamp")
-            }),
+            Ok(v) if !v.is_empty() => parse(&v)
+                .map(Clock::starting_at)
+                .ok_or_else(|| format!("{FAKE_NOW_ENV}={v:?} is not an RFC 3339 timestamp")),
             _ => Ok(Clock::system()),
         }
     }

@@ -308,3 +308,6 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>
 pub fn resolve_path(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
+pub fn summary(_c: &Config) -> String {
+    todo!()
+}

@@ -45,32 +45,125 @@ pub struct PresetRow {
 
 /// The documents' tables, kept exactly (WECHAT.md "The presets").
 pub const PRESET_ROWS: &[PresetRow] = &[
-    row("获取access_token", &["/cgi-bin/token"], Some(2000), Some(200)),
-    row("自定义菜单创建", &["/cgi-bin/menu/create"], Some(1000), Some(100)),
-    row("自定义菜单查询", &["/cgi-bin/menu/get"], Some(10000), Some(1000)),
-    row("自定义菜单删除", &["/cgi-bin/menu/delete"], Some(1000), Some(100)),
-    row("创建分组", &["/cgi-bin/groups/create"], Some(1000), Some(100)),
+    row(
+        "获取access_token",
+        &["/cgi-bin/token"],
+        Some(2000),
+        Some(200),
+    ),
+    row(
+        "自定义菜单创建",
+        &["/cgi-bin/menu/create"],
+        Some(1000),
+        Some(100),
+    ),
+    row(
+        "自定义菜单查询",
+        &["/cgi-bin/menu/get"],
+        Some(10000),
+        Some(1000),
+    ),
+    row(
+        "自定义菜单删除",
+        &["/cgi-bin/menu/delete"],
+        Some(1000),
+        Some(100),
+    ),
+    row(
+        "创建分组",
+        &["/cgi-bin/groups/create"],
+        Some(1000),
+        Some(100),
+    ),
     row("获取分组", &["/cgi-bin/groups/get"], Some(1000), Some(100)),
-    row("修改分组名", &["/cgi-bin/groups/update"], Some(1000), Some(100)),
-    row("移动用户分组", &["/cgi-bin/groups/members/update"], Some(100000), Some(1000)),
-    row("上传多媒体文件", &["/cgi-bin/media/upload"], Some(5000), Some(500)),
-    row("下载多媒体文件", &["/cgi-bin/media/get"], Some(10000), Some(1000)),
-    row("发送客服消息", &["/cgi-bin/message/custom/send"], Some(500000), Some(50000)),
+    row(
+        "修改分组名",
+        &["/cgi-bin/groups/update"],
+        Some(1000),
+        Some(100),
+    ),
+    row(
+        "移动用户分组",
+        &["/cgi-bin/groups/members/update"],
+        Some(100000),
+        Some(1000),
+    ),
+    row(
+        "上传多媒体文件",
+        &["/cgi-bin/media/upload"],
+        Some(5000),
+        Some(500),
+    ),
+    row(
+        "下载多媒体文件",
+        &["/cgi-bin/media/get"],
+        Some(10000),
+        Some(1000),
+    ),
+    row(
+        "发送客服消息",
+        &["/cgi-bin/message/custom/send"],
+        Some(500000),
+        Some(50000),
+    ),
     row(
         "高级群发接口",
-        &["/cgi-bin/message/mass/sendall", "/cgi-bin/message/mass/send"],
+        &[
+            "/cgi-bin/message/mass/sendall",
+            "/cgi-bin/message/mass/send",
+        ],
         Some(100),
         None,
     ),
-    row("上传图文消息接口", &["/cgi-bin/media/uploadnews"], Some(10), None),
-    row("删除图文消息接口", &["/cgi-bin/message/mass/delete"], Some(10), None),
-    row("获取带参数的二维码", &["/cgi-bin/qrcode/create"], Some(100000), Some(10000)),
-    row("获取关注者列表", &["/cgi-bin/user/get"], Some(500), Some(100)),
-    row("获取用户基本信息", &["/cgi-bin/user/info"], Some(5000000), Some(500000)),
-    row("获取网页授权access_token", &["/sns/oauth2/access_token"], None, None),
-    row("刷新网页授权access_token", &["/sns/oauth2/refresh_token"], None, None),
+    row(
+        "上传图文消息接口",
+        &["/cgi-bin/media/uploadnews"],
+        Some(10),
+        None,
+    ),
+    row(
+        "删除图文消息接口",
+        &["/cgi-bin/message/mass/delete"],
+        Some(10),
+        None,
+    ),
+    row(
+        "获取带参数的二维码",
+        &["/cgi-bin/qrcode/create"],
+        Some(100000),
+        Some(10000),
+    ),
+    row(
+        "获取关注者列表",
+        &["/cgi-bin/user/get"],
+        Some(500),
+        Some(100),
+    ),
+    row(
+        "获取用户基本信息",
+        &["/cgi-bin/user/info"],
+        Some(5000000),
+        Some(500000),
+    ),
+    row(
+        "获取网页授权access_token",
+        &["/sns/oauth2/access_token"],
+        None,
+        None,
+    ),
+    row(
+        "刷新网页授权access_token",
+        &["/sns/oauth2/refresh_token"],
+        None,
+        None,
+    ),
     row("网页授权获取用户信息", &["/sns/userinfo"], None, None),
-    row("设置用户备注名", &["/cgi-bin/user/info/updateremark"], Some(10000), None),
+    row(
+        "设置用户备注名",
+        &["/cgi-bin/user/info/updateremark"],
+        Some(10000),
+        None,
+    ),
 ];
 
 const fn row(
@@ -152,7 +245,11 @@ impl LimitTable {
 
     /// Sets the limit of the quota `path` belongs to (adding a quota if none has it).
     pub fn set(&mut self, path: &str, limit: u64, source: LimitSource) {
-        match self.entries.iter_mut().find(|e| e.paths.iter().any(|p| p == path)) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.paths.iter().any(|p| p == path))
+        {
             Some(e) => {
                 e.limit = Some(limit);
                 e.source = source;
@@ -167,7 +264,9 @@ impl LimitTable {
 
     /// The quota `path` belongs to.
     pub fn entry_for(&self, path: &str) -> Option<&LimitEntry> {
-        self.entries.iter().find(|e| e.paths.iter().any(|p| p == path))
+        self.entries
+            .iter()
+            .find(|e| e.paths.iter().any(|p| p == path))
     }
 
     pub fn entries(&self) -> &[LimitEntry] {
@@ -187,7 +286,11 @@ pub fn render(preset: Option<PresetName>) -> String {
         if i > 0 {
             out.push('\n');
         }
-        let _ = writeln!(out, "# preset \"{}\" (daily limits per API path)", p.as_str());
+        let _ = writeln!(
+            out,
+            "# preset \"{}\" (daily limits per API path)",
+            p.as_str()
+        );
         let table = LimitTable::from_preset(*p);
         if table.entries().is_empty() {
             let _ = writeln!(out, "(no limits: use [accounts.limits] and polling)");
@@ -233,7 +336,10 @@ mod tests {
     fn test_preset_lists_only_its_rows() {
         let t = LimitTable::from_preset(PresetName::Test);
         assert_eq!(t.entry_for("/cgi-bin/token").unwrap().limit, Some(200));
-        assert_eq!(t.entry_for("/cgi-bin/media/upload").unwrap().limit, Some(500));
+        assert_eq!(
+            t.entry_for("/cgi-bin/media/upload").unwrap().limit,
+            Some(500)
+        );
         assert!(t.entry_for("/cgi-bin/message/mass/send").is_none());
         assert!(t.entry_for("/cgi-bin/user/info/updateremark").is_none());
         assert!(t.entry_for("/sns/oauth2/access_token").is_some());
@@ -244,13 +350,19 @@ mod tests {
     fn config_limits_override_and_add() {
         let mut t = LimitTable::from_preset(PresetName::Normal);
         t.set("/cgi-bin/message/mass/send", 300, LimitSource::Config);
-        t.set("/cgi-bin/message/template/send", 100000, LimitSource::Config);
+        t.set(
+            "/cgi-bin/message/template/send",
+            100000,
+            LimitSource::Config,
+        );
         let mass = t.entry_for("/cgi-bin/message/mass/sendall").unwrap();
         assert_eq!((mass.limit, mass.source), (Some(300), LimitSource::Config));
         assert_eq!(
             t.entry_for("/cgi-bin/message/template/send").unwrap().limit,
             Some(100000)
         );
-        assert!(LimitTable::from_preset(PresetName::None).entries().is_empty());
+        assert!(LimitTable::from_preset(PresetName::None)
+            .entries()
+            .is_empty());
     }
 }

@@ -165,7 +165,11 @@ impl AccountRuntime {
         let month = month_of(now);
         let today = day_of(now);
         let mut h = ClearHistory::default();
-        for a in self.attempts.iter().filter(|a| month_of(a.started_at) == month) {
+        for a in self
+            .attempts
+            .iter()
+            .filter(|a| month_of(a.started_at) == month)
+        {
             if a.errcode == Some(48006) {
                 h.month_exhausted = true;
             }
@@ -182,7 +186,9 @@ impl AccountRuntime {
 
     /// Drops attempts from before last month (the gates never look further back).
     pub fn prune_attempts(&mut self, now: Timestamp) {
-        let keep_from = crate::time::start_of_month(crate::time::start_of_month(now) - chrono::Duration::days(1));
+        let keep_from = crate::time::start_of_month(
+            crate::time::start_of_month(now) - chrono::Duration::days(1),
+        );
         self.attempts.retain(|a| a.started_at >= keep_from);
     }
 }
@@ -200,7 +206,9 @@ pub struct QuotaStatus {
 
 impl QuotaStatus {
     pub fn ratio(&self) -> Option<f64> {
-        self.limit.filter(|l| *l > 0).map(|l| self.used as f64 / l as f64)
+        self.limit
+            .filter(|l| *l > 0)
+            .map(|l| self.used as f64 / l as f64)
     }
 
     pub fn view(&self) -> QuotaView {

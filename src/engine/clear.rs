@@ -226,11 +226,7 @@ impl Job {
                     engine.after_clear(&self.appid, settled_at);
                     return ClearResult {
                         outcome: ClearOutcome::Cleared,
-                        reason: format!(
-                            "cleared via {} ({})",
-                            method.as_str(),
-                            self.trigger
-                        ),
+                        reason: format!("cleared via {} ({})", method.as_str(), self.trigger),
                     };
                 }
                 Err(e) => e,
@@ -262,7 +258,9 @@ impl Job {
     /// A config-level error: the account stops clearing automatically until its config
     /// changes (recorded with the config's fingerprint, so it survives restarts).
     fn enter_error(&self, engine: &Engine, e: &WechatError, doing: &str) -> ClearResult {
-        let message = format!("{e} while {doing}; fix the account's config (appid, secret, IP whitelist) and reload");
+        let message = format!(
+            "{e} while {doing}; fix the account's config (appid, secret, IP whitelist) and reload"
+        );
         let now = engine.clock().now();
         if let Err(se) = engine.store().set_account_error(
             &self.appid,

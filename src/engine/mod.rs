@@ -359,9 +359,8 @@ impl Engine {
 
     /// Waits (at most `limit`) for clears in flight to settle, then flushes.
     pub async fn shutdown(&self, limit: Duration) {
-        let tasks: Vec<_> = std::mem::take(
-            &mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         let wait = async {
             for t in tasks {
                 let _ = t.await;

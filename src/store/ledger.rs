@@ -301,21 +301,30 @@ mod tests {
         let (s, _) = Store::open(dir.path(), chrono::Utc::now()).unwrap();
         let at = "2026-11-22T10:00:00+08:00";
         let a = s.begin_attempt(&attempt(at, 2)).unwrap();
-        s.settle_attempt(a, &settle(AttemptOutcome::Failed)).unwrap();
+        s.settle_attempt(a, &settle(AttemptOutcome::Failed))
+            .unwrap();
         let b = s.begin_attempt(&attempt(at, 2)).unwrap();
         s.settle_attempt(b, &settle(AttemptOutcome::Ok)).unwrap();
         let c = s.begin_attempt(&attempt(at, 2)).unwrap();
-        s.settle_attempt(c, &settle(AttemptOutcome::Unknown)).unwrap();
+        s.settle_attempt(c, &settle(AttemptOutcome::Unknown))
+            .unwrap();
         assert!(matches!(
             s.begin_attempt(&attempt(at, 2)),
-            Err(StoreError::BudgetExhausted { spent: 2, budget: 2 })
+            Err(StoreError::BudgetExhausted {
+                spent: 2,
+                budget: 2
+            })
         ));
         // A larger budget (a forced clear) may still pass; the next month starts afresh.
         assert!(s.begin_attempt(&attempt(at, 3)).is_ok());
         assert!(s
             .begin_attempt(&attempt("2026-12-01T00:00:00+08:00", 2))
             .is_ok());
-        assert_eq!(s.spent_in_month("wx448f04719cd48f69", parse(at).unwrap()).unwrap(), 3);
+        assert_eq!(
+            s.spent_in_month("wx448f04719cd48f69", parse(at).unwrap())
+                .unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -359,8 +368,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Store::open(dir.path(), chrono::Utc::now()).unwrap();
         assert!(s.account_error("wx1").unwrap().is_none());
-        s.set_account_error("wx1", "fp", Some(40164), "ip not whitelisted", chrono::Utc::now())
-            .unwrap();
+        s.set_account_error(
+            "wx1",
+            "fp",
+            Some(40164),
+            "ip not whitelisted",
+            chrono::Utc::now(),
+        )
+        .unwrap();
         let (fp, code, _, _) = s.account_error("wx1").unwrap().unwrap();
         assert_eq!((fp.as_str(), code), ("fp", Some(40164)));
         s.clear_account_error("wx1").unwrap();

@@ -207,7 +207,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = chrono::Utc::now();
         let (s, _) = Store::open(dir.path(), now).unwrap();
-        s.with(|c| c.execute_batch("PRAGMA user_version = 99")).unwrap();
+        s.with(|c| c.execute_batch("PRAGMA user_version = 99"))
+            .unwrap();
         drop(s);
         assert!(matches!(
             Store::open(dir.path(), now),

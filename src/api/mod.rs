@@ -1,0 +1,166 @@
+//! The HTTP API (SPEC §4): reports, status, clear, health. JSON in and out; every
+//! error is `{"error": "..."}` with a 4xx status.
+
+pub mod report;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::engine::{Engine, ReportError};
+
+/// Largest request body: 1 MiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The router, with the engine as state.
+pub fn router(engine: Engine) -> Router {
+    let authed = Router::new()
+        .route("/v1/report", post(post_report))
+        .route("/v1/status", get(get_status))
+        .route("/v1/accounts/{name}", get(get_account))
+        .route("/v1/accounts/{name}/clear", post(post_clear))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            engine.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(authed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(engine)
+}
+
+/// An API error: status and a message for `{"error": ...}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(m: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, m.into())
+}
+
+/// With `api_token_file` set, every route but /healthz needs `Authorization: Bearer <token>`.
+async fn require_token(State(engine): State<Engine>, req: Request, next: Next) -> Response {
+    let config = engine.config();
+    if let Some(expected) = &config.daemon.api_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = given.as_bytes().ct_eq(expected.expose().as_bytes()).into();
+        if !ok {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <token from api_token_file>)"
+                    .into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+/// Reads a body, turning axum's rejections (e.g. past 1 MiB) into our JSON errors.
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        let m = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("body is larger than {MAX_BODY} bytes (1 MiB)")
+        } else {
+            r.body_text()
+        };
+        ApiError(status, m)
+    })
+}
+
+async fn post_report(
+    State(engine): State<Engine>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let raw = body(raw)?;
+    let items = report::parse(&raw).map_err(|e| match e {
+        report::BodyError::Invalid(m) => bad_request(m),
+        report::BodyError::TooMany(n) => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} reports in one request; at most {} are accepted",
+                report::MAX_ITEMS
+            ),
+        ),
+    })?;
+    match engine.report(&items) {
+        Ok(n) => Ok(Json(json!({ "accepted": n }))),
+        Err(e @ ReportError::UnknownAccount { .. }) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ ReportError::TooManyPaths { .. }) => Err(bad_request(e.to_string())),
+    }
+}
+
+async fn get_status(State(engine): State<Engine>) -> Json<crate::engine::StatusDoc> {
+    Json(engine.status())
+}
+
+async fn get_account(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::engine::status::AccountStatus>, ApiError> {
+    engine
+        .account_status(&name)
+        .map(Json)
+        .ok_or_else(|| no_account(&name))
+}
+
+fn no_account(name: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no account named {name:?}"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClearRequest {
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
+async fn post_clear(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<crate::engine::ClearResult>, ApiError> {
+    let raw = body(raw)?;
+    let req: ClearRequest = if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        ClearRequest::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| bad_request(format!("invalid JSON: {e}")))?
+    };
+    if let Some(r) = &req.reason {
+        if r.len() > 200 {
+            return Err(bad_request("\"reason\" is longer than 200 characters"));
+        }
+    }
+    engine
+        .clear_now(&name, req.force, req.reason)
+        .await
+        .map(Json)
+        .ok_or_else(|| no_account(&name))
+}

@@ -1,0 +1,245 @@
+//! Start-up, the background jobs (tick and flush, rollover nudges), signals (SIGHUP
+//! reload, SIGTERM/SIGINT graceful stop) and shutdown.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, LoadOptions};
+use crate::engine::Engine;
+use crate::sim::Simulator;
+use crate::store::Store;
+use crate::time::{beijing, Clock};
+
+/// How often counters are flushed and time-based gates re-checked. SPEC promises a
+/// crash loses at most the last few seconds of counts.
+pub const TICK: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not run: a message and the process exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+/// `run --simulate`: the in-process simulator and the accounts already registered in it.
+struct Simulation {
+    sim: Simulator,
+    base_url: String,
+    state_dir: PathBuf,
+    registered: Mutex<HashSet<String>>,
+}
+
+impl Simulation {
+    /// Points `config` at the simulator and a state directory of its own (simulated
+    /// clears must never enter a real ledger), registering new accounts in the simulator.
+    fn adapt(&self, config: &mut Config) {
+        config.wechat.base_url = self.base_url.clone();
+        config.daemon.state_dir = self.state_dir.clone();
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &config.accounts {
+            if registered.insert(a.appid.clone()) {
+                self.sim
+                    .add_account(&a.appid, a.secret.expose(), a.limits.clone());
+            }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
+pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+    let clock = Clock::from_env().map_err(|m| fail(78, m))?;
+    let simulation = if simulate {
+        let sim = Simulator::new(clock.clone());
+        let (addr, _task) = sim
+            .clone()
+            .start()
+            .await
+            .map_err(|e| fail(1, format!("could not start the simulator: {e}")))?;
+        let state_dir =
+            std::env::temp_dir().join(format!("wxquotad-simulate-{}", std::process::id()));
+        let s = Simulation {
+            sim,
+            base_url: format!("http://{addr}"),
+            state_dir,
+            registered: Mutex::new(HashSet::new()),
+        };
+        s.adapt(&mut config);
+        info!(simulator = %s.base_url, state_dir = %s.state_dir.display(), "simulate: WeChat is the built-in simulator; state is kept apart from the real state_dir");
+        Some(Arc::new(s))
+    } else {
+        None
+    };
+
+    let (store, recovery) =
+        Store::open(&config.daemon.state_dir, clock.now()).map_err(|e| fail(1, e.to_string()))?;
+    if recovery.in_flight_settled > 0 {
+        warn!(
+            attempts = recovery.in_flight_settled,
+            "clear attempts were in flight when the daemon last stopped; counted as spent"
+        );
+    }
+    info!(file = %store.file().display(), "state opened");
+    let listen = config.daemon.listen;
+    let accounts = config.accounts.len();
+    let engine = Engine::new(config, store, clock).map_err(|e| fail(1, e.to_string()))?;
+
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        fail(
+            1,
+            format!("cannot listen on {listen} ([daemon] listen): {e}"),
+        )
+    })?;
+    let addr = listener.local_addr().map_err(|e| fail(1, e.to_string()))?;
+    info!(event = "listening", addr = %addr, accounts, "wxquotad ready");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = {
+        let mut stop = stop_rx.clone();
+        let app = crate::api::router(engine.clone());
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        })
+    };
+    let ticker = spawn_ticker(engine.clone(), stop_rx.clone());
+    let mut scheduler = start_rollover_jobs(engine.clone()).await;
+
+    wait_for_signals(&engine, &path, simulation.as_deref()).await;
+
+    info!("stopping: no new requests; finishing clears in flight");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Err(e))) => error!(error = %e, "API server error"),
+        Err(_) => warn!("API server did not stop within 10s"),
+        _ => {}
+    }
+    let _ = ticker.await;
+    if let Some(s) = scheduler.as_mut() {
+        let _ = s.shutdown().await;
+    }
+    let limit = engine.config().wechat.timeout * 4 + Duration::from_secs(5);
+    engine.shutdown(limit).await;
+    if let Some(s) = simulation {
+        let _ = std::fs::remove_dir_all(&s.state_dir);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Every [`TICK`]: roll days, re-decide, flush.
+fn spawn_ticker(engine: Engine, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let e = engine.clone();
+                    // The tick touches SQLite; keep it off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || e.tick()).await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Nudges at 00:00 UTC+8 daily and on the 1st: they only make the rollover (day summary,
+/// re-decisions) happen promptly; correctness never depends on them, since days and
+/// months are derived from timestamps.
+async fn start_rollover_jobs(engine: Engine) -> Option<tokio_cron_scheduler::JobScheduler> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let build = async {
+        let sched = JobScheduler::new().await?;
+        for (schedule, what) in [("1 0 0 * * *", "day"), ("2 0 0 1 * *", "month")] {
+            let e = engine.clone();
+            let job = Job::new_async_tz(schedule, beijing(), move |_, _| {
+                let e = e.clone();
+                Box::pin(async move {
+                    info!(rollover = what, "rollover nudge (00:00 UTC+8)");
+                    let _ = tokio::task::spawn_blocking(move || e.tick()).await;
+                })
+            })?;
+            sched.add(job).await?;
+        }
+        sched.start().await?;
+        Ok::<_, tokio_cron_scheduler::JobSchedulerError>(sched)
+    };
+    match build.await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "rollover jobs not started; the tick still rolls days over");
+            None
+        }
+    }
+}
+
+/// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
+async fn wait_for_signals(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
+            _ = int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
+            _ = hup.recv() => reload(engine, path, simulation),
+        }
+    }
+}
+
+/// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
+fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+    info!(file = %path.display(), "SIGHUP: reloading config");
+    let opts = LoadOptions {
+        simulate: simulation.is_some(),
+    };
+    match config::load_with(path, opts) {
+        Ok((mut new, warnings)) => {
+            for w in warnings {
+                warn!(file = %path.display(), "{w}");
+            }
+            if let Some(s) = simulation {
+                s.adapt(&mut new);
+            }
+            let old = engine.config();
+            if new.daemon.listen != old.daemon.listen
+                || new.daemon.state_dir != old.daemon.state_dir
+            {
+                warn!("listen and state_dir changes take effect at the next restart");
+            }
+            let accounts = new.accounts.len();
+            match engine.apply_config(new) {
+                Ok(()) => info!(event = "reloaded", accounts, "config reloaded"),
+                Err(e) => error!(error = %e, "reload failed; the old config stays in force"),
+            }
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                error!(event = "reload_rejected", "{e}");
+            }
+            error!(
+                errors = errors.0.len(),
+                "config has errors; the old config stays in force"
+            );
+        }
+    }
+}
