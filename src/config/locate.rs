@@ -125,6 +125,11 @@ impl<'a> Locator<'a> {
         }
     }
 
+    /// Whether the text is valid TOML (else it holds a syntax error).
+    pub fn parsed(&self) -> bool {
+        self.doc.is_some()
+    }
+
     /// Line and column of the key `path` names; if it is absent, of the nearest table
     /// above it that is present; `None` when nothing on the way has a position.
     pub fn position(&self, path: &KeyPath) -> Option<(usize, usize)> {
