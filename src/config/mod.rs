@@ -310,6 +310,7 @@ pub fn resolve_path(arg: Option<PathBuf>) -> PathBuf {
 }
 
 impl ClearVia {
+    /// The config spelling: "auto", "token" or "appsecret".
     pub fn as_str(self) -> &'static str {
         match self {
             ClearVia::Auto => "auto",
