@@ -28,7 +28,6 @@ fn main() -> ExitCode {
                     eprintln!("warning: {w}");
                 }
                 print!("{}", config::summary(&config));
-                println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -308,6 +308,71 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>
 pub fn resolve_path(arg: Option<PathBuf>) -> PathBuf {
     arg.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
-pub fn summary(_c: &Config) -> String {
-    todo!()
+
+impl ClearVia {
+    /// The config spelling: "auto", "token" or "appsecret".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClearVia::Auto => "auto",
+            ClearVia::Token => "token",
+            ClearVia::AppSecret => "appsecret",
+        }
+    }
+}
+
+/// A short human summary for `wxquotad check`: the daemon's settings and one line per
+/// account. Never holds a secret.
+pub fn summary(config: &Config) -> String {
+    use std::fmt::Write;
+    let d = &config.daemon;
+    let mut out = String::new();
+    let _ = writeln!(out, "config {}: ok", config.path.display());
+    let auth = if d.api_token.is_some() {
+        "bearer token required"
+    } else {
+        "no token"
+    };
+    let _ = writeln!(out, "listen      {} ({auth})", d.listen);
+    let _ = writeln!(out, "state_dir   {}", d.state_dir.display());
+    let _ = writeln!(out, "dry_run     {}", d.dry_run);
+    let _ = writeln!(
+        out,
+        "wechat      {} (timeout {})",
+        config.wechat.base_url,
+        humantime::format_duration(config.wechat.timeout)
+    );
+    let poll = if config.poll.interval.is_zero() {
+        "disabled".to_string()
+    } else if config.poll.apis.is_empty() {
+        format!(
+            "every {}, the watched interfaces",
+            humantime::format_duration(config.poll.interval)
+        )
+    } else {
+        format!(
+            "every {}, {} interfaces",
+            humantime::format_duration(config.poll.interval),
+            config.poll.apis.len()
+        )
+    };
+    let _ = writeln!(out, "poll        {poll}");
+    let _ = writeln!(out, "alerts      {}", config.alerts.len());
+    let _ = writeln!(out, "accounts    {}", config.accounts.len());
+    for a in &config.accounts {
+        let p = &a.policy;
+        let _ = writeln!(
+            out,
+            "  {} {} {} preset={} clear_via={} watched={} threshold={} reserve={} monthly_clears={}",
+            a.name,
+            a.appid,
+            a.kind.as_str(),
+            a.preset.as_str(),
+            a.clear_via.as_str(),
+            a.watched().len(),
+            p.threshold,
+            p.reserve,
+            p.monthly_clears
+        );
+    }
+    out
 }

@@ -1,0 +1,307 @@
+//! Shared pieces of the black-box tests: the simulator in-process on 127.0.0.1:0, a
+//! config written to a temporary directory, and the real `wxquotad` binary as a child
+//! process whose JSON log lines are collected.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wxquotad::config::{LimitTable, PresetName};
+use wxquotad::sim::Simulator;
+use wxquotad::time::Clock;
+
+pub const APPID: &str = "wx448f04719cd48f69";
+pub const SECRET: &str = "s3cr3t-appsecret-0123456789abcdef";
+
+/// Every test gives up after this long rather than hang CI.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// The simulator, running in this process.
+pub struct Sim {
+    pub sim: Simulator,
+    pub url: String,
+}
+
+impl Sim {
+    pub async fn start(clock: Clock) -> Sim {
+        let sim = Simulator::new(clock);
+        sim.add_account(APPID, SECRET, LimitTable::from_preset(PresetName::Normal));
+        let (addr, _task) = sim.clone().start().await.expect("simulator starts");
+        Sim {
+            sim,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+/// A config in its own temporary directory (state, secret file and config file).
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// `policy` is TOML for the [policy] table body; `extra` goes at the end of the file.
+    pub fn new(base_url: &str, policy: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("shop.secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        set_mode(&secret, 0o600);
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            r#"[daemon]
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+log_format = "json"
+
+[wechat]
+base_url = "{base_url}"
+timeout = "1s"
+
+[policy]
+{policy}
+
+[poll]
+interval = "0s"
+
+[[accounts]]
+name = "shop"
+appid = "{APPID}"
+preset = "normal"
+secret_file = "{secret}"
+{extra}
+"#,
+            state = dir.path().join("state").display(),
+            secret = secret.display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        set_mode(&config, 0o600);
+        Setup { dir, config }
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.dir.path().join("state").join("wxquotad.db")
+    }
+
+    /// Spent attempts in the ledger (this month and every other).
+    pub fn ledger_spent(&self) -> u32 {
+        let c = rusqlite::Connection::open(self.state_db()).unwrap();
+        c.query_row("SELECT count(*) FROM clears WHERE spent = 1", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Every ledger row as (outcome, errcode, method).
+    pub fn ledger(&self) -> Vec<(String, Option<i64>, String)> {
+        let c = rusqlite::Connection::open(self.state_db()).unwrap();
+        let mut s = c
+            .prepare("SELECT outcome, errcode, method FROM clears ORDER BY id")
+            .unwrap();
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The real binary, running.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wxquotad"))
+}
+
+impl Daemon {
+    /// Starts `wxquotad -c CONFIG run` with `env` and waits until it listens.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = bin();
+        cmd.arg("-c")
+            .arg(config)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("wxquotad starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["event"] == "listening" {
+                            let _ = tx.send(v["addr"].as_str().unwrap_or("").to_string());
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            logs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs `body` to /v1/report; returns (status, JSON answer).
+    pub async fn report(&self, body: &str) -> (u16, Value) {
+        self.post("/v1/report", body).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("daemon answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn status(&self) -> Value {
+        self.http
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .expect("daemon answers")
+            .json()
+            .await
+            .expect("status is JSON")
+    }
+
+    /// The account "shop" in the status document.
+    pub async fn shop(&self) -> Value {
+        self.status().await["accounts"][0].clone()
+    }
+
+    /// Log lines parsed as JSON objects.
+    pub fn events(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn events_named(&self, event: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == event)
+            .collect()
+    }
+
+    pub fn all_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status code.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        signal(self.child.id(), "TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
+        // Let the reader thread take the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.all_logs())
+    }
+
+    /// SIGKILL: no chance to flush or settle anything.
+    pub fn kill9(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.all_logs()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A permissive policy for tests that need several clears quickly.
+pub const EAGER_POLICY: &str = r#"reserve = 0
+min_interval = "0s"
+max_clears_per_day = 100
+quiet_before_reset = "0s""#;
