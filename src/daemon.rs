@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +106,10 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     })?;
     let addr = listener.local_addr().map_err(|e| fail(1, e.to_string()))?;
     info!(event = "listening", addr = %addr, accounts, "wxquotad ready");
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {addr}, {accounts} accounts")),
+    ]);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = {
@@ -119,12 +124,15 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
                 .await
         })
     };
-    let ticker = spawn_ticker(engine.clone(), stop_rx.clone());
+    let last_tick = Arc::new(AtomicI64::new(now_secs()));
+    let ticker = spawn_ticker(engine.clone(), last_tick.clone(), stop_rx.clone());
+    spawn_watchdog(last_tick, stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
     wait_for_signals(&engine, &path, simulation.as_deref()).await;
 
     info!("stopping: no new requests; finishing clears in flight");
+    notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Err(e))) => error!(error = %e, "API server error"),
@@ -144,8 +152,12 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     Ok(())
 }
 
-/// Every [`TICK`]: roll days, re-decide, flush.
-fn spawn_ticker(engine: Engine, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// Every [`TICK`]: roll days, re-decide, flush; records when it last completed.
+fn spawn_ticker(
+    engine: Engine,
+    last_tick: Arc<AtomicI64>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -154,12 +166,59 @@ fn spawn_ticker(engine: Engine, mut stop: watch::Receiver<bool>) -> tokio::task:
                 _ = every.tick() => {
                     let e = engine.clone();
                     // The tick touches SQLite; keep it off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || e.tick()).await;
+                    if tokio::task::spawn_blocking(move || e.tick()).await.is_ok() {
+                        last_tick.store(now_secs(), Ordering::Relaxed);
+                    }
                 }
                 _ = stop.changed() => break,
             }
         }
     })
+}
+
+/// Seconds on the monotonic-ish process clock (only differences matter).
+fn now_secs() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs() as i64
+}
+
+/// Sends systemd a notification when run under `Type=notify` (no-op otherwise).
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// Under a systemd watchdog (`WatchdogSec=`), pings at half the interval, but only
+/// while the engine's tick keeps completing: a wedged engine (deadlock, stuck store)
+/// stops the pings and systemd restarts the service.
+fn spawn_watchdog(last_tick: Arc<AtomicI64>, mut stop: watch::Receiver<bool>) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    // A tick older than this means the engine is not alive.
+    let stale = (TICK * 3).as_secs().max(usec / 1_000_000) as i64;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let age = now_secs() - last_tick.load(Ordering::Relaxed);
+                    if age <= stale {
+                        notify(&[sd_notify::NotifyState::Watchdog]);
+                    } else {
+                        warn!(seconds_since_tick = age, "engine tick is stuck; withholding watchdog ping");
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
 }
 
 /// Nudges at 00:00 UTC+8 daily and on the 1st: they only make the rollover (day summary,
@@ -209,6 +268,16 @@ async fn wait_for_signals(engine: &Engine, path: &Path, simulation: Option<&Simu
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
 fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
     info!(file = %path.display(), "SIGHUP: reloading config");
+    // systemd 252 has no notify-reload; RELOADING=1 with the time, then READY=1.
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(t) => notify(&[sd_notify::NotifyState::Reloading, t]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
+    reload_config(engine, path, simulation);
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
     let opts = LoadOptions {
         simulate: simulation.is_some(),
     };

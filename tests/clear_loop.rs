@@ -38,10 +38,14 @@ async fn threshold_crossed_clears_once() {
             (sim.sim.clears_charged(APPID) == 1).then_some(())
         })
         .await;
-        let shop = wait_for("status to show the clear", Duration::from_secs(5), || async {
-            let s = d.shop().await;
-            (s["clears"]["used"] == 1 && s["clears"]["in_flight"] == false).then_some(s)
-        })
+        let shop = wait_for(
+            "status to show the clear",
+            Duration::from_secs(5),
+            || async {
+                let s = d.shop().await;
+                (s["clears"]["used"] == 1 && s["clears"]["in_flight"] == false).then_some(s)
+            },
+        )
         .await;
         assert_eq!(shop["clears"]["last"]["outcome"], "ok");
         assert_eq!(
@@ -132,11 +136,19 @@ quiet_before_reset = "0s""#,
                 .find(|e| e["outcome"] == "hold")
         })
         .await;
-        assert!(hold["reason"].as_str().unwrap().contains("reserved"), "{hold}");
+        assert!(
+            hold["reason"].as_str().unwrap().contains("reserved"),
+            "{hold}"
+        );
         assert_eq!(hold["clears_left"], 2);
         assert_eq!(sim.sim.clears_charged(APPID), 1);
         // A person can still spend the reserve with force.
-        let (s, a) = d.post("/v1/accounts/shop/clear", r#"{"force": true, "reason": "on call"}"#).await;
+        let (s, a) = d
+            .post(
+                "/v1/accounts/shop/clear",
+                r#"{"force": true, "reason": "on call"}"#,
+            )
+            .await;
         assert_eq!(s, 200);
         assert_eq!(a["outcome"], "cleared", "{a}");
         assert_eq!(sim.sim.clears_charged(APPID), 2);
@@ -175,10 +187,16 @@ async fn month_exhausted_by_48006_stops_all_attempts() {
             d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
                 .await;
         }
-        let (_, a) = d.post("/v1/accounts/shop/clear", r#"{"force": true}"#).await;
+        let (_, a) = d
+            .post("/v1/accounts/shop/clear", r#"{"force": true}"#)
+            .await;
         assert_eq!(a["outcome"], "refused");
         tokio::time::sleep(Duration::from_secs(3)).await; // a tick or two
-        assert_eq!(clear_requests(&sim), before, "no further attempts this month");
+        assert_eq!(
+            clear_requests(&sim),
+            before,
+            "no further attempts this month"
+        );
         assert_eq!(d.events_named("exhausted").len(), 1);
     })
     .await;
@@ -197,7 +215,11 @@ async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
     with_limit(async {
         let sim = Sim::start(Clock::system()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        for kind in [FaultKind::Http(502), FaultKind::Errcode(-1), FaultKind::Garbage] {
+        for kind in [
+            FaultKind::Http(502),
+            FaultKind::Errcode(-1),
+            FaultKind::Garbage,
+        ] {
             sim.sim.inject(Fault {
                 endpoint: Endpoint::ClearQuota,
                 kind,
@@ -272,7 +294,10 @@ async fn token_api_at_45009_falls_back_to_v2() {
         assert!(reqs.iter().any(|r| r.endpoint == "/cgi-bin/clear_quota/v2"));
         assert!(reqs.iter().all(|r| r.endpoint != "/cgi-bin/clear_quota"));
         assert_eq!(setup.ledger().last().unwrap().2, "appsecret");
-        assert!(!d.all_logs().contains(SECRET), "the AppSecret never reaches the logs");
+        assert!(
+            !d.all_logs().contains(SECRET),
+            "the AppSecret never reaches the logs"
+        );
     })
     .await;
 }

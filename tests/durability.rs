@@ -53,7 +53,10 @@ quiet_before_reset = "0s""#,
             d.kill9();
         }
         assert!(sim.sim.clears_charged(APPID) <= 4);
-        assert!(sim.sim.clears_charged(APPID) >= 1, "some clears went through");
+        assert!(
+            sim.sim.clears_charged(APPID) >= 1,
+            "some clears went through"
+        );
         let c = rusqlite::Connection::open(setup.state_db()).unwrap();
         let ok: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -66,7 +69,10 @@ quiet_before_reset = "0s""#,
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(in_flight, 0, "every in-flight attempt was settled at start-up");
+        assert_eq!(
+            in_flight, 0,
+            "every in-flight attempt was settled at start-up"
+        );
     })
     .await
     .expect("within the time limit");
@@ -109,10 +115,7 @@ async fn day_and_month_turn_at_midnight_utc8_in_any_time_zone() {
 min_interval = "0s""#,
             "",
         );
-        let env = [
-            ("WXQUOTAD_FAKE_NOW", start),
-            ("TZ", "America/New_York"),
-        ];
+        let env = [("WXQUOTAD_FAKE_NOW", start), ("TZ", "America/New_York")];
         let d = Daemon::start(&setup.config, &env);
         d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
             .await;
@@ -163,7 +166,10 @@ min_interval = "0s""#,
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(calls, 5, "counts after the clear, on the day they were made");
+        assert_eq!(
+            calls, 5,
+            "counts after the clear, on the day they were made"
+        );
     })
     .await
     .expect("within the time limit");

@@ -91,8 +91,10 @@ secret_file = "{secret}"
     /// Spent attempts in the ledger (this month and every other).
     pub fn ledger_spent(&self) -> u32 {
         let c = rusqlite::Connection::open(self.state_db()).unwrap();
-        c.query_row("SELECT count(*) FROM clears WHERE spent = 1", [], |r| r.get(0))
-            .unwrap()
+        c.query_row("SELECT count(*) FROM clears WHERE spent = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 
     /// Every ledger row as (outcome, errcode, method).
@@ -128,10 +130,15 @@ pub fn bin() -> Command {
 impl Daemon {
     /// Starts `wxquotad -c CONFIG run` with `env` and waits until it listens.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(config, &["run"], env)
+    }
+
+    /// Starts `wxquotad -c CONFIG ARGS...` and waits until it listens.
+    pub fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = bin();
         cmd.arg("-c")
             .arg(config)
-            .arg("run")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
