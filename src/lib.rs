@@ -24,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod sim;
 pub mod store;

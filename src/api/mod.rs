@@ -23,7 +23,14 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The router, with the engine as state.
 pub fn router(engine: Engine) -> Router {
     let authed = Router::new()
-        .route("/v1/report", post(post_report))
+        .route(
+            "/v1/report",
+            post(post_report).layer(middleware::from_fn_with_state(
+                engine.clone(),
+                count_reports,
+            )),
+        )
+        .route("/metrics", get(get_metrics))
         .route("/v1/status", get(get_status))
         .route("/v1/accounts/{name}", get(get_account))
         .route("/v1/accounts/{name}/clear", post(post_clear))
@@ -73,6 +80,31 @@ async fn require_token(State(engine): State<Engine>, req: Request, next: Next) -
         }
     }
     next.run(req).await
+}
+
+/// Counts report requests by the status they got.
+async fn count_reports(State(engine): State<Engine>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    engine
+        .metrics()
+        .report_requests
+        .get_or_create(&crate::metrics::StatusLabel {
+            status: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}
+
+async fn get_metrics(State(engine): State<Engine>) -> Response {
+    let body = engine.metrics().render(&engine.status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -327,6 +327,13 @@ impl Engine {
     fn record_settlement(&self, appid: &str, id: i64, s: &Settlement) {
         let mut st = self.lock();
         if let Some(&i) = st.by_appid.get(appid) {
+            self.metrics()
+                .clear_attempts
+                .get_or_create(&crate::metrics::AccountOutcome {
+                    account: st.accounts[i].cfg.name.clone(),
+                    outcome: s.outcome.as_str().to_string(),
+                })
+                .inc();
             if let Some(a) = st.accounts[i].attempts.iter_mut().find(|a| a.id == id) {
                 a.outcome = s.outcome;
                 a.errcode = s.errcode;

@@ -64,6 +64,7 @@ pub struct Engine {
 
 struct Inner {
     clock: Clock,
+    metrics: crate::metrics::Metrics,
     store: Store,
     /// Every clear task spawned, so shutdown can wait for them.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -101,6 +102,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 clock,
+                metrics: crate::metrics::Metrics::default(),
                 store,
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
@@ -110,6 +112,10 @@ impl Engine {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     pub fn store(&self) -> &Store {
@@ -188,6 +194,7 @@ impl Engine {
         for idx in touched {
             self.decide_and_start(&mut st, idx, now);
         }
+        self.inner.metrics.report_items.inc_by(items.len() as u64);
         Ok(items.len())
     }
 
