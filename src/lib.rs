@@ -16,6 +16,7 @@
 //! - [`cli`], [`client`]: the command line, and its client of the running daemon.
 //! - [`logging`]: text or JSON logs.
 
+pub mod alerts;
 pub mod api;
 pub mod apipath;
 pub mod cli;

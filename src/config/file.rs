@@ -73,6 +73,7 @@ pub(super) struct AlertFile {
     pub kind: Option<String>,
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
+    pub repeat_after: Option<String>,
 }
 
 /// One `[[accounts]]`. No `Debug`: `secret` is the AppSecret itself.

@@ -76,6 +76,9 @@ pub struct AlertSettings {
     /// Webhook URL; a WeCom URL carries its key, so it is kept secret.
     pub url: Secret,
     pub events: Vec<AlertEvent>,
+    /// Least time between two alerts of one event for one account, so a flapping
+    /// condition does not spam. Default 1 h; "0s" sends every one.
+    pub repeat_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

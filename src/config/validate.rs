@@ -410,10 +410,18 @@ impl Validator<'_> {
                 events
             }
         };
+        let repeat_after = self.duration(
+            a.repeat_after.as_deref(),
+            Duration::from_secs(3600),
+            &k.key("repeat_after"),
+            None,
+            true,
+        );
         Some(AlertSettings {
             kind: kind?,
             url: url?,
             events,
+            repeat_after,
         })
     }
 

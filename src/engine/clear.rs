@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 
 use super::account::AccountError;
 use super::{Engine, State};
-use crate::config::{ClearVia, Secret};
+use crate::config::{AlertEvent, ClearVia, Secret};
 use crate::policy::Trigger;
 use crate::store::{Attempt, AttemptOutcome, NewAttempt, Settlement, StoreError};
 use crate::time::day_of;
@@ -114,6 +114,7 @@ impl Job {
             appid: self.appid.clone(),
         };
         let result = self.attempt_until_done(&engine).await;
+        self.alert(&engine, &result);
         match result.outcome {
             ClearOutcome::Cleared => {
                 info!(event = "cleared", account = %self.name, trigger = self.trigger.kind(), reason = %self.trigger, "{}", result.reason)
@@ -126,6 +127,42 @@ impl Job {
             }
         }
         result
+    }
+
+    /// Tells people what the clear came to, and what it leaves of the budget.
+    fn alert(&self, engine: &Engine, result: &ClearResult) {
+        let now = engine.clock().now();
+        let alerts = engine.alerts();
+        let (left, reserve) = engine.clears_left(&self.appid).unwrap_or((0, 0));
+        match result.outcome {
+            ClearOutcome::Cleared => alerts.send(
+                AlertEvent::Cleared,
+                &self.name,
+                &format!("{}; {left} clears left this month", result.reason),
+                now,
+            ),
+            ClearOutcome::Failed => {
+                alerts.send(AlertEvent::ClearFailed, &self.name, &result.reason, now)
+            }
+            ClearOutcome::Refused => {}
+        }
+        if left == 0 {
+            alerts.send(
+                AlertEvent::Exhausted,
+                &self.name,
+                "no clears left this month: a blocked interface stays blocked until 00:00 UTC+8",
+                now,
+            );
+        } else if left <= reserve && result.outcome != ClearOutcome::Refused {
+            alerts.send(
+                AlertEvent::BudgetLow,
+                &self.name,
+                &format!(
+                    "{left} clears left this month, all reserved for people: automatic clears stop"
+                ),
+                now,
+            );
+        }
     }
 
     async fn attempt_until_done(&self, engine: &Engine) -> ClearResult {
@@ -282,6 +319,9 @@ impl Job {
             }
         }
         error!(event = "account_error", account = %self.name, errcode = e.errcode(), reason = %message, "account in error: automatic clears stopped");
+        engine
+            .alerts()
+            .send(AlertEvent::AccountError, &self.name, &message, now);
         failed(message)
     }
 }

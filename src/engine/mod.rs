@@ -65,6 +65,7 @@ pub struct Engine {
 struct Inner {
     clock: Clock,
     metrics: crate::metrics::Metrics,
+    alerts: crate::alerts::Alerter,
     store: Store,
     /// Every clear task spawned, so shutdown can wait for them.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -103,6 +104,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 clock,
                 metrics: crate::metrics::Metrics::default(),
+                alerts: crate::alerts::Alerter::new(config.alerts.clone()),
                 store,
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
@@ -116,6 +118,25 @@ impl Engine {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    pub fn alerts(&self) -> &crate::alerts::Alerter {
+        &self.inner.alerts
+    }
+
+    /// Clears left this month and the reserve, for the account with `appid`.
+    pub(crate) fn clears_left(&self, appid: &str) -> Option<(u32, u32)> {
+        let now = self.inner.clock.now();
+        let st = self.lock();
+        let acct = &st.accounts[*st.by_appid.get(appid)?];
+        let h = acct.history(now);
+        let p = &acct.cfg.policy;
+        let left = if h.month_exhausted {
+            0
+        } else {
+            p.monthly_clears.saturating_sub(h.spent_month)
+        };
+        Some((left, p.reserve))
     }
 
     pub fn store(&self) -> &Store {
@@ -359,6 +380,7 @@ impl Engine {
         {
             st.client = WechatClient::new(&config.wechat.base_url, config.wechat.timeout);
         }
+        self.inner.alerts.update(config.alerts.clone());
         st.config = Arc::new(config);
         st.set_accounts(accounts);
         Ok(())
