@@ -127,6 +127,7 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let last_tick = Arc::new(AtomicI64::new(now_secs()));
     let ticker = spawn_ticker(engine.clone(), last_tick.clone(), stop_rx.clone());
     spawn_watchdog(last_tick, stop_rx.clone());
+    let poller = spawn_poller(engine.clone(), stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
     wait_for_signals(&engine, &path, simulation.as_deref()).await;
@@ -140,6 +141,7 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
         _ => {}
     }
     let _ = ticker.await;
+    poller.abort();
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
@@ -170,6 +172,29 @@ fn spawn_ticker(
                         last_tick.store(now_secs(), Ordering::Relaxed);
                     }
                 }
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Polls WeChat's counters every `[poll] interval` (re-read each round, so a reload
+/// can change or disable it); "0s" disables polling.
+fn spawn_poller(engine: Engine, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let interval = engine.config().poll.interval;
+            let round = async {
+                if interval.is_zero() {
+                    tokio::time::sleep(TICK).await;
+                } else {
+                    let started = tokio::time::Instant::now();
+                    engine.poll_round(interval).await;
+                    tokio::time::sleep_until(started + interval).await;
+                }
+            };
+            tokio::select! {
+                _ = round => {}
                 _ = stop.changed() => break,
             }
         }

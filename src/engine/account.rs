@@ -26,6 +26,15 @@ pub struct PathCount {
     pub dirty: bool,
 }
 
+/// WeChat's own count for one path (getApiQuota), valid on the day it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub day: NaiveDate,
+    pub used: u64,
+    pub daily_limit: u64,
+    pub remain: u64,
+}
+
 /// Why an account is in `error`.
 #[derive(Debug, Clone)]
 pub struct AccountError {
@@ -46,6 +55,16 @@ pub struct AccountRuntime {
     pub token: Arc<TokenCache>,
     /// The last hold logged (text and when), so a held account does not log on every report.
     pub last_hold: Option<(String, Timestamp)>,
+    /// WeChat's counts by path (getApiQuota).
+    pub polled: HashMap<String, Polled>,
+    /// Paths WeChat will not report on (76021 unknown, 76022 no permission): errcode.
+    pub poll_disabled: HashMap<String, i64>,
+    /// Paths WeChat did not reset at the last clear (seen by the check after it).
+    pub not_reset: Vec<String>,
+    /// getApiQuota requests made today (for the day summary).
+    pub polls_today: u64,
+    /// Why polling skipped this account last time, so the reason is logged once.
+    pub poll_skip: Option<String>,
 }
 
 impl AccountRuntime {
@@ -59,6 +78,11 @@ impl AccountRuntime {
             error: None,
             token: Arc::new(TokenCache::default()),
             last_hold: None,
+            polled: HashMap::new(),
+            poll_disabled: HashMap::new(),
+            not_reset: Vec::new(),
+            polls_today: 0,
+            poll_skip: None,
         }
     }
 
@@ -73,6 +97,9 @@ impl AccountRuntime {
         let ended = self.day;
         pending.extend(self.take_dirty());
         self.usage.clear();
+        self.polled.retain(|_, p| p.day == today);
+        self.polls_today = 0;
+        self.not_reset.clear();
         self.day = today;
         Some(ended)
     }
@@ -93,13 +120,47 @@ impl AccountRuntime {
         rows
     }
 
-    /// After a clear took effect (or may have): counters start again at zero.
+    /// After a clear took effect (or may have): counters start again at zero, ours and
+    /// our copy of WeChat's (the limits WeChat told us stay).
     pub fn reset_counters(&mut self) {
         for c in self.usage.values_mut() {
             c.calls = 0;
             c.blocked = false;
             c.dirty = true;
         }
+        for p in self.polled.values_mut() {
+            p.used = 0;
+            p.remain = p.daily_limit;
+        }
+    }
+
+    /// WeChat's count for a quota today: the largest polled `used` over its paths, the
+    /// polled limit, and whether WeChat says nothing remains.
+    fn polled_for(&self, paths: &[String]) -> Option<(u64, u64, bool)> {
+        paths
+            .iter()
+            .filter_map(|p| self.polled.get(p))
+            .filter(|p| p.day == self.day)
+            .map(|p| (p.used, p.daily_limit, p.daily_limit > 0 && p.remain == 0))
+            .max_by_key(|p| p.0)
+    }
+
+    /// The paths to poll: `[poll] apis`, else each watched quota's naming path; never
+    /// /sns paths (getApiQuota cannot report them) nor paths WeChat refused.
+    pub fn poll_paths(&self, apis: &[String]) -> Vec<String> {
+        let paths: Vec<String> = if apis.is_empty() {
+            self.quotas()
+                .into_iter()
+                .filter(|q| q.watched && q.limit.is_some())
+                .map(|q| q.paths[0].clone())
+                .collect()
+        } else {
+            apis.to_vec()
+        };
+        paths
+            .into_iter()
+            .filter(|p| crate::apipath::pollable(p) && !self.poll_disabled.contains_key(p))
+            .collect()
     }
 
     /// Whether `path` may trigger a clear: in the watch list when there is one; else any
@@ -130,30 +191,71 @@ impl AccountRuntime {
                     counted = true;
                 }
             }
-            let watched = self.is_watched(&e.paths, e.limit.is_some(), blocked);
+            let local = used;
+            let mut limit = e.limit;
+            let mut source = e.limit.map(|_| e.source);
+            let mut wechat = None;
+            if let Some((polled_used, polled_limit, none_left)) = self.polled_for(&e.paths) {
+                // SPEC §5: the larger of the two counts; WeChat's limit is the one that counts.
+                used = used.max(polled_used);
+                blocked |= none_left;
+                if polled_limit > 0 {
+                    limit = Some(polled_limit);
+                    source = Some(LimitSource::Wechat);
+                }
+                wechat = Some(polled_used);
+                counted = true;
+            }
+            let watched = self.is_watched(&e.paths, limit.is_some(), blocked);
             if watched || counted {
                 out.push(QuotaStatus {
                     paths: e.paths.clone(),
                     used,
-                    limit: e.limit,
-                    limit_source: e.limit.map(|_| e.source),
+                    local,
+                    wechat,
+                    limit,
+                    limit_source: source,
                     blocked,
                     watched,
+                    reset_by_clear: !e.paths.iter().any(|p| self.not_reset.contains(p)),
                 });
             }
         }
-        for (p, c) in &self.usage {
-            if covered.contains(&p.as_str()) {
-                continue;
-            }
+        // Paths outside the limit table: reported ones, and polled ones (a path in
+        // `[poll] apis` whose limit only WeChat knows).
+        let mut extra: Vec<&String> = self
+            .usage
+            .keys()
+            .chain(self.polled.keys())
+            .filter(|p| !covered.contains(&p.as_str()))
+            .collect();
+        extra.sort();
+        extra.dedup();
+        for p in extra {
             let paths = vec![p.clone()];
-            let watched = self.is_watched(&paths, false, c.blocked);
+            let (local, mut blocked) = self
+                .usage
+                .get(p)
+                .map_or((0, false), |c| (c.calls, c.blocked));
+            let mut used = local;
+            let mut limit = None;
+            let mut wechat = None;
+            if let Some((polled_used, polled_limit, none_left)) = self.polled_for(&paths) {
+                used = used.max(polled_used);
+                blocked |= none_left;
+                limit = (polled_limit > 0).then_some(polled_limit);
+                wechat = Some(polled_used);
+            }
+            let watched = self.is_watched(&paths, limit.is_some(), blocked);
             out.push(QuotaStatus {
+                reset_by_clear: !self.not_reset.contains(p),
                 paths,
-                used: c.calls,
-                limit: None,
-                limit_source: None,
-                blocked: c.blocked,
+                used,
+                local,
+                wechat,
+                limit,
+                limit_source: limit.map(|_| LimitSource::Wechat),
+                blocked,
                 watched,
             });
         }
@@ -197,7 +299,14 @@ impl AccountRuntime {
 #[derive(Debug, Clone)]
 pub struct QuotaStatus {
     pub paths: Vec<String>,
+    /// The larger of `local` and `wechat`.
     pub used: u64,
+    /// Counted from reports.
+    pub local: u64,
+    /// WeChat's polled count today, if polled.
+    pub wechat: Option<u64>,
+    /// False when the check after the last clear saw WeChat keep counting this path.
+    pub reset_by_clear: bool,
     pub limit: Option<u64>,
     pub limit_source: Option<LimitSource>,
     pub blocked: bool,

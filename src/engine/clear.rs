@@ -233,6 +233,13 @@ impl Job {
                 (Method::Token, Some(t)) => self.client.clear_quota(t, &self.appid).await,
                 _ => self.client.clear_quota_v2(&self.appid, &self.secret).await,
             };
+            engine.count_wechat_request(
+                match method {
+                    Method::Token => "/cgi-bin/clear_quota",
+                    Method::AppSecret => "/cgi-bin/clear_quota/v2",
+                },
+                &answer,
+            );
             let settled_at = engine.clock().now();
             let settlement = match &answer {
                 Ok(()) => Settlement {
@@ -383,7 +390,8 @@ impl Engine {
         }
     }
 
-    /// A clear took effect: the account's counters start again at zero.
+    /// A clear took effect: the account's counters start again at zero, and a check
+    /// that WeChat's did too is scheduled.
     fn after_clear(&self, appid: &str, at: crate::time::Timestamp) {
         {
             let mut st = self.lock();
@@ -391,7 +399,16 @@ impl Engine {
                 let mut pending = Vec::new();
                 st.accounts[i].roll(at, &mut pending);
                 st.pending.extend(pending);
+                let before: std::collections::HashMap<String, u64> = st.accounts[i]
+                    .quotas()
+                    .into_iter()
+                    .map(|q| (q.paths[0].clone(), q.wechat.unwrap_or(q.used)))
+                    .collect();
                 st.accounts[i].reset_counters();
+                st.accounts[i].not_reset.clear();
+                let engine = self.clone();
+                let appid = appid.to_string();
+                tokio::spawn(async move { engine.check_after_clear(appid, before).await });
             }
         }
         if let Err(e) = self.store().reset_usage(appid, day_of(at)) {

@@ -3,6 +3,7 @@
 
 mod account;
 mod clear;
+mod poll;
 pub mod status;
 
 use std::collections::HashMap;
@@ -425,6 +426,7 @@ impl State {
         let today = crate::time::day_of(now);
         for acct in self.accounts.iter_mut().filter(|a| a.day != today) {
             let calls: u64 = acct.usage.values().map(|c| c.calls).sum();
+            let polls = acct.polls_today;
             let (top_ratio, top_api) = acct
                 .quotas()
                 .into_iter()
@@ -445,6 +447,7 @@ impl State {
                     top_api = %top_api,
                     top_ratio,
                     clears,
+                    polls,
                     "day ended (00:00 UTC+8); counters start again"
                 );
                 acct.prune_attempts(now);

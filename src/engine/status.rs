@@ -66,13 +66,20 @@ pub struct ApiStatus {
     /// Other paths sharing this quota (e.g. the two mass-send paths).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub shared_with: Vec<String>,
+    /// The larger of `local` (reports) and `wechat` (polled), SPEC §5.
     pub used: u64,
+    pub local: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wechat: Option<u64>,
     pub limit: Option<u64>,
     /// "preset", "config" or "wechat".
     pub limit_source: Option<LimitSource>,
     pub ratio: Option<f64>,
     pub blocked: bool,
     pub watched: bool,
+    /// False when, after the last clear, WeChat's count for this path did not go back
+    /// to zero (WeChat is reported not to reset some interfaces).
+    pub reset_by_clear: bool,
 }
 
 /// Builds one account's status as of `now`.
@@ -109,11 +116,14 @@ pub fn account_status(acct: &AccountRuntime, now: Timestamp) -> AccountStatus {
             api: q.paths[0].clone(),
             shared_with: q.paths[1..].to_vec(),
             used: q.used,
+            local: q.local,
+            wechat: q.wechat,
             limit: q.limit,
             limit_source: q.limit_source,
             ratio: q.ratio().map(|r| (r * 10_000.0).round() / 10_000.0),
             blocked: q.blocked,
             watched: q.watched,
+            reset_by_clear: q.reset_by_clear,
         })
         .collect();
     apis.sort_by(|a, b| {
