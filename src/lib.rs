@@ -17,5 +17,6 @@
 
 pub mod apipath;
 pub mod config;
+pub mod sim;
 pub mod time;
 pub mod wechat;
