@@ -287,3 +287,214 @@ async fn state(State(ctx): State<Ctx>) -> Json<Value> {
         .collect();
     Json(json!({ "accounts": accounts, "requests": state.requests }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::time::{parse, Clock};
+    use crate::wechat::{WechatClient, WechatError};
+
+    const APPID: &str = "wxhttp";
+    const SECRET: &str = "http-secret";
+
+    fn within<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+        tokio::time::timeout(Duration::from_secs(20), f)
+    }
+
+    async fn started(start: &str) -> (Simulator, WechatClient, String) {
+        let sim = Simulator::new(Clock::manual(parse(start).unwrap()));
+        sim.add_account(APPID, SECRET, LimitTable::from_preset(PresetName::Normal));
+        let (addr, _task) = sim.clone().start().await.unwrap();
+        let base = format!("http://{addr}");
+        let client = WechatClient::new(&base, Duration::from_millis(300));
+        (sim, client, base)
+    }
+
+    #[tokio::test]
+    async fn ten_clears_then_48006_until_the_month_turns_in_utc8() {
+        within(async {
+            let (sim, client, _) = started("2026-11-30T23:59:00+08:00").await;
+            let secret = Secret::new(SECRET);
+            let token = client.stable_token(APPID, &secret).await.unwrap().token;
+            for i in 0..10 {
+                if i % 2 == 0 {
+                    client.clear_quota(&token, APPID).await.unwrap();
+                } else {
+                    client.clear_quota_v2(APPID, &secret).await.unwrap();
+                }
+            }
+            let e = client.clear_quota(&token, APPID).await.unwrap_err();
+            assert_eq!(e.errcode(), Some(48006));
+            sim.clock().set(parse("2026-11-30T23:59:59+08:00").unwrap());
+            let e = client.clear_quota_v2(APPID, &secret).await.unwrap_err();
+            assert_eq!(e.errcode(), Some(48006));
+            assert_eq!(sim.clears_charged(APPID), 10);
+            sim.clock().advance(Duration::from_secs(1));
+            assert_eq!(sim.clears_charged(APPID), 0);
+            client.clear_quota(&token, APPID).await.unwrap();
+            assert_eq!(sim.clears_charged(APPID), 1);
+            let codes: Vec<Option<i64>> = sim.requests().iter().map(|r| r.errcode).collect();
+            assert_eq!(codes.iter().filter(|c| **c == Some(48006)).count(), 2);
+            assert!(sim
+                .requests()
+                .iter()
+                .all(|r| r.appid.as_deref() == Some(APPID)));
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn charge_then_drop_times_out_with_the_clear_charged() {
+        within(async {
+            let (sim, client, _) = started("2026-11-22T10:00:00+08:00").await;
+            let secret = Secret::new(SECRET);
+            let token = client.stable_token(APPID, &secret).await.unwrap().token;
+            sim.inject(Fault {
+                endpoint: Endpoint::ClearQuota,
+                kind: FaultKind::ChargeThenDrop,
+                times: 1,
+            });
+            let e = client.clear_quota(&token, APPID).await.unwrap_err();
+            assert_eq!(e, WechatError::Timeout);
+            assert!(e.may_have_taken_effect());
+            assert_eq!(sim.clears_charged(APPID), 1);
+            let last = sim.requests().pop().unwrap();
+            assert_eq!(last.endpoint, "/cgi-bin/clear_quota");
+            assert_eq!(last.errcode, Some(0));
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_held_requests() {
+        within(async {
+            let sim = Simulator::new(Clock::manual(parse("2026-11-22T10:00:00+08:00").unwrap()));
+            sim.add_account(APPID, SECRET, LimitTable::from_preset(PresetName::Normal));
+            sim.inject(Fault {
+                endpoint: Endpoint::Any,
+                kind: FaultKind::ChargeThenDrop,
+                times: 1,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(sim.clone().serve(listener, async {
+                let _ = rx.await;
+            }));
+            let client = WechatClient::new(&format!("http://{addr}"), Duration::from_secs(30));
+            let call = tokio::spawn(async move {
+                client
+                    .clear_quota_v2(APPID, &Secret::new(SECRET))
+                    .await
+                    .unwrap_err()
+            });
+            while sim.clears_charged(APPID) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tx.send(()).unwrap();
+            server.await.unwrap().unwrap();
+            assert_eq!(call.await.unwrap(), WechatError::Http { status: 503 });
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_control_api_sets_up_and_reports() {
+        within(async {
+            let (_sim, client, base) = started("2026-11-22T10:00:00+08:00").await;
+            let http = reqwest::Client::new();
+            let post =
+                |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+            let r = post(
+                "/sim/accounts",
+                json!({"appid": "wxmini", "secret": "m", "preset": "none",
+                       "limits": {"/cgi-bin/message/template/send": 5}}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            let r = post(
+                "/sim/accounts",
+                json!({"appid": "x", "secret": "y", "preset": "big"}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 400);
+            let r = post(
+                "/sim/usage",
+                json!({"appid": "wxmini", "api": "cgi-bin/message/template/send", "used": 5}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            let r = post(
+                "/sim/usage",
+                json!({"appid": "nope", "api": "/cgi-bin/a", "used": 1}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 404);
+            post(
+                "/sim/not_reset",
+                json!({"appid": "wxmini", "api": "/cgi-bin/message/template/send"}),
+            )
+            .await
+            .unwrap();
+            post(
+                "/sim/faults",
+                json!({"endpoint": "clear_quota_v2", "kind": "errcode", "errcode": -1, "times": 1}),
+            )
+            .await
+            .unwrap();
+            let r = post(
+                "/sim/faults",
+                json!({"endpoint": "nowhere", "kind": "garbage"}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 400);
+
+            let secret = Secret::new("m");
+            let e = client.clear_quota_v2("wxmini", &secret).await.unwrap_err();
+            assert_eq!(e.errcode(), Some(-1));
+            client.clear_quota_v2("wxmini", &secret).await.unwrap();
+            let token = client.stable_token("wxmini", &secret).await.unwrap().token;
+            let q = client
+                .get_api_quota(&token, "/cgi-bin/message/template/send")
+                .await
+                .unwrap();
+            assert_eq!((q.daily_limit, q.used, q.remain), (5, 5, 0));
+
+            let state: Value = http
+                .get(format!("{base}/sim/state"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mini = state["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["appid"] == "wxmini")
+                .unwrap();
+            assert_eq!(mini["clears_charged"], 1);
+            assert_eq!(mini["usage"]["/cgi-bin/message/template/send"], 5);
+            let requests = state["requests"].as_array().unwrap();
+            assert_eq!(requests.len(), 4);
+            assert_eq!(requests[0]["endpoint"], "/cgi-bin/clear_quota/v2");
+            assert_eq!(requests[0]["errcode"], -1);
+            assert_eq!(requests[0]["appid"], "wxmini");
+            let text = state.to_string();
+            assert!(!text.contains(token.expose()), "no token in the state");
+            assert!(!text.contains("\"m\""), "no secret in the state");
+        })
+        .await
+        .unwrap();
+    }
+}
