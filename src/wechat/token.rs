@@ -1,29 +1,186 @@
-//! Per-account stable access token cache. (Being written: see issue 2.)
+//! Per-account stable access token cache: one `/cgi-bin/stable_token` request per
+//! token lifetime, one refresh at a time.
 
 use super::{WechatClient, WechatError};
 use crate::config::Secret;
 use crate::time::Timestamp;
 
-/// One account's token, fetched with /cgi-bin/stable_token and reused until shortly
-/// before it expires; one refresh at a time.
+/// A cached token is replaced this long before WeChat says it expires (seconds).
+const EARLY_REFRESH_SECS: i64 = 60;
+/// Longest lifetime believed, whatever `expires_in` says (seconds; WeChat's is 7200).
+const MAX_LIFETIME_SECS: u64 = 7200;
+
+/// One account's token, fetched with /cgi-bin/stable_token and reused until
+/// [`EARLY_REFRESH_SECS`] before it expires. The lock is held across the fetch, so
+/// concurrent callers wait for one request and reuse its token.
 #[derive(Default)]
 pub struct TokenCache {
-    slot: tokio::sync::Mutex<Option<(Secret, Timestamp)>>,
+    slot: tokio::sync::Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    token: Secret,
+    /// From this instant on the token is fetched again.
+    refresh_at: Timestamp,
 }
 
 impl TokenCache {
-    pub async fn get(
-        &self,
-        _client: &WechatClient,
-        _appid: &str,
-        _secret: &Secret,
-        _now: Timestamp,
-    ) -> Result<Secret, WechatError> {
-        let _ = &self.slot;
-        todo!()
+    pub fn new() -> TokenCache {
+        TokenCache::default()
     }
 
+    /// The cached token, or a new one from WeChat when there is none or it is due
+    /// (`now` decides). A failed fetch leaves the cache empty and returns the error.
+    pub async fn get(
+        &self,
+        client: &WechatClient,
+        appid: &str,
+        secret: &Secret,
+        now: Timestamp,
+    ) -> Result<Secret, WechatError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(cached) = &*slot {
+            if now < cached.refresh_at {
+                return Ok(cached.token.clone());
+            }
+        }
+        *slot = None;
+        let fresh = client.stable_token(appid, secret).await?;
+        let lifetime = fresh.expires_in.as_secs().min(MAX_LIFETIME_SECS) as i64;
+        *slot = Some(Cached {
+            token: fresh.token.clone(),
+            refresh_at: now + chrono::Duration::seconds(lifetime - EARLY_REFRESH_SECS),
+        });
+        Ok(fresh.token)
+    }
+
+    /// Drops the cached token, after WeChat called it invalid or expired
+    /// (40001, 40014, 42001); the next [`TokenCache::get`] fetches one.
     pub async fn invalidate(&self) {
         *self.slot.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{LimitTable, PresetName};
+    use crate::sim::Simulator;
+    use crate::time::{parse, Clock};
+
+    const APPID: &str = "wxcache";
+
+    fn at(s: &str) -> Timestamp {
+        parse(s).unwrap()
+    }
+
+    async fn setup() -> (Simulator, WechatClient) {
+        let sim = Simulator::new(Clock::manual(at("2026-11-22T10:00:00+08:00")));
+        sim.add_account(APPID, "s3cret", LimitTable::from_preset(PresetName::Normal));
+        let (addr, _task) = sim.clone().start().await.unwrap();
+        (
+            sim,
+            WechatClient::new(&format!("http://{addr}"), Duration::from_secs(2)),
+        )
+    }
+
+    fn token_requests(sim: &Simulator) -> usize {
+        sim.requests()
+            .iter()
+            .filter(|r| r.endpoint == "/cgi-bin/stable_token")
+            .count()
+    }
+
+    fn within<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+        tokio::time::timeout(Duration::from_secs(20), f)
+    }
+
+    #[tokio::test]
+    async fn reuses_until_a_minute_before_expiry_then_refreshes() {
+        within(async {
+            let (sim, client) = setup().await;
+            let cache = TokenCache::new();
+            let secret = Secret::new("s3cret");
+            let t0 = at("2026-11-22T10:00:00+08:00");
+            let a = cache.get(&client, APPID, &secret, t0).await.unwrap();
+            let b = cache
+                .get(
+                    &client,
+                    APPID,
+                    &secret,
+                    t0 + chrono::Duration::seconds(7139),
+                )
+                .await
+                .unwrap();
+            assert_eq!(a, b);
+            assert_eq!(token_requests(&sim), 1);
+            cache
+                .get(
+                    &client,
+                    APPID,
+                    &secret,
+                    t0 + chrono::Duration::seconds(7140),
+                )
+                .await
+                .unwrap();
+            assert_eq!(token_requests(&sim), 2);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_request() {
+        within(async {
+            let (sim, client) = setup().await;
+            let cache = Arc::new(TokenCache::new());
+            let now = at("2026-11-22T10:00:00+08:00");
+            let mut tasks = Vec::new();
+            for _ in 0..10 {
+                let (cache, client) = (cache.clone(), client.clone());
+                tasks.push(tokio::spawn(async move {
+                    cache
+                        .get(&client, APPID, &Secret::new("s3cret"), now)
+                        .await
+                        .unwrap()
+                }));
+            }
+            let mut tokens = Vec::new();
+            for t in tasks {
+                tokens.push(t.await.unwrap());
+            }
+            assert!(tokens.iter().all(|t| t == &tokens[0]));
+            assert_eq!(token_requests(&sim), 1);
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn invalidate_forces_a_new_request_and_errors_are_not_cached() {
+        within(async {
+            let (sim, client) = setup().await;
+            let cache = TokenCache::new();
+            let now = at("2026-11-22T10:00:00+08:00");
+            let secret = Secret::new("s3cret");
+            cache.get(&client, APPID, &secret, now).await.unwrap();
+            cache.invalidate().await;
+            cache.get(&client, APPID, &secret, now).await.unwrap();
+            assert_eq!(token_requests(&sim), 2);
+
+            let other = TokenCache::new();
+            let e = other
+                .get(&client, APPID, &Secret::new("wrong"), now)
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(40125));
+            other.get(&client, APPID, &secret, now).await.unwrap();
+            assert_eq!(token_requests(&sim), 4);
+        })
+        .await
+        .unwrap();
     }
 }
