@@ -119,11 +119,9 @@ async fn readme_first_command_simulates_a_threshold_clear() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).unwrap();
-        let mut cmd_env = vec![];
-        cmd_env.push(("TZ", "UTC"));
-        let d = Daemon::start_with(&config, &["run", "--simulate"], &cmd_env);
+        let d = Daemon::start_with(&config, &["run", "--simulate"], &[]);
         let (s, _) = d
-            .report(r#"{"account":"shop","api":"/cgi-bin/user/get","calls":460}"#)
+            .report(r#"{"account":"shop","api":"/cgi-bin/user/get","calls":480}"#)
             .await;
         assert_eq!(s, 200);
         let shop = wait_for("the simulated clear", Duration::from_secs(10), || async {

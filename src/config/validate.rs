@@ -144,7 +144,7 @@ impl Validator<'_> {
     }
 
     fn warn(&mut self, key: &KeyPath, account: Option<&str>, message: String) {
-        let w = Warning(format!("warning: {}", self.located(key, account, message)));
+        let w = Warning(self.located(key, account, message).to_string());
         self.warnings.push(w);
     }
 

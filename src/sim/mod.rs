@@ -105,6 +105,11 @@ impl Simulator {
         result.unwrap_or_else(|e| panic!("sim set_clear_limit: {e}"));
     }
 
+    /// Every access token issued so far, for tests that prove no token leaks.
+    pub fn tokens_issued(&self) -> Vec<String> {
+        self.lock().token_values()
+    }
+
     /// Every WeChat request received so far, oldest first (control requests excluded).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()

@@ -142,6 +142,13 @@ pub struct SimState {
     pub(crate) requests: Vec<RecordedRequest>,
 }
 
+impl SimState {
+    /// Every token value issued (valid or not).
+    pub fn token_values(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+}
+
 fn quota_key(limits: &LimitTable, path: &str) -> String {
     limits
         .entry_for(path)
