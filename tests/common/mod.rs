@@ -84,6 +84,24 @@ secret_file = "{secret}"
         Setup { dir, config }
     }
 
+    /// Replaces `from` (which must be there) with `to` in the config file.
+    pub fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "config has no {from:?}");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Listens on a free port chosen now (for the CLI, which reads the address from
+    /// the config); returns it.
+    pub fn use_free_port(&self) -> SocketAddr {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        self.edit("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+        addr
+    }
+
     pub fn state_db(&self) -> PathBuf {
         self.dir.path().join("state").join("wxquotad.db")
     }
@@ -136,10 +154,14 @@ impl Daemon {
     /// Starts `wxquotad -c CONFIG ARGS...` and waits until it listens.
     pub fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = bin();
-        cmd.arg("-c")
-            .arg(config)
-            .args(args)
-            .stdin(Stdio::null())
+        cmd.arg("-c").arg(config).args(args);
+        Daemon::spawn(cmd, env)
+    }
+
+    /// Starts `cmd` (the binary, or a shell that execs it) with `env`, collecting its
+    /// stderr, and waits until it listens.
+    pub fn spawn(mut cmd: Command, env: &[(&str, &str)]) -> Daemon {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
@@ -202,6 +224,14 @@ impl Daemon {
             .expect("daemon answers");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("daemon answers")
     }
 
     pub async fn status(&self) -> Value {
