@@ -62,6 +62,10 @@ impl Simulation {
 
 /// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
 pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+    // Handlers first: a signal that arrives during start-up must not kill the process
+    // (SIGHUP's default action would).
+    let signals =
+        Signals::install().map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
     let clock = Clock::from_env().map_err(|m| fail(78, m))?;
     let simulation = if simulate {
         let sim = Simulator::new(clock.clone());
@@ -130,7 +134,7 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
-    wait_for_signals(&engine, &path, simulation.as_deref()).await;
+    signals.wait(&engine, &path, simulation.as_deref()).await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -276,16 +280,30 @@ async fn start_rollover_jobs(engine: Engine) -> Option<tokio_cron_scheduler::Job
     }
 }
 
-/// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
-async fn wait_for_signals(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
-            _ = int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
-            _ = hup.recv() => reload(engine, path, simulation),
+/// The signals the daemon handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
+    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
+                _ = self.int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
+                _ = self.hup.recv() => reload(engine, path, simulation),
+            }
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use wxquotad::sim::{Endpoint, Fault, FaultKind};
-use wxquotad::time::Clock;
 
 async fn with_limit<F: std::future::Future<Output = ()>>(f: F) {
     tokio::time::timeout(TEST_LIMIT, f)
@@ -22,7 +21,7 @@ async fn cleared_count(d: &Daemon) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn threshold_crossed_clears_once() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         // /cgi-bin/user/get has 500 a day in "normal"; 0.9 × 500 = 450.
@@ -83,7 +82,7 @@ async fn threshold_crossed_clears_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forty_five_009_clears_and_45011_does_not() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         let (s, _) = d
@@ -112,7 +111,7 @@ async fn forty_five_009_clears_and_45011_does_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reserve_is_held_for_people() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         // 3 a month, 2 reserved: exactly one automatic clear.
         let setup = Setup::new(
             &sim.url,
@@ -158,7 +157,7 @@ quiet_before_reset = "0s""#,
 #[tokio::test(flavor = "multi_thread")]
 async fn month_exhausted_by_48006_stops_all_attempts() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // Clears made by hand on the web platform: WeChat has none left to give.
         sim.sim.inject(Fault {
@@ -209,7 +208,7 @@ fn clear_requests(sim: &Sim) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         for kind in [
             FaultKind::Http(502),
@@ -245,7 +244,7 @@ async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_reply_counts_as_spent() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         sim.sim.inject(Fault {
             endpoint: Endpoint::ClearQuota,
@@ -272,7 +271,7 @@ async fn a_lost_reply_counts_as_spent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_api_at_45009_falls_back_to_v2() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         sim.sim.inject(Fault {
             endpoint: Endpoint::StableToken,
@@ -301,7 +300,7 @@ async fn token_api_at_45009_falls_back_to_v2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_reports_change_nothing_and_the_daemon_keeps_serving() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         let good = r#"{"account": "shop", "api": "/cgi-bin/user/get", "calls": 10}"#;
@@ -345,7 +344,7 @@ async fn bad_reports_change_nothing_and_the_daemon_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_keeps_counters_exactly() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         let mut expected = 0u64;
@@ -379,7 +378,7 @@ async fn sigterm_keeps_counters_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_and_tokens_never_appear_in_logs_or_status() {
     with_limit(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // A failing token fetch and a failing v2 clear put the secret near error paths.
         sim.sim.inject(Fault {

@@ -12,7 +12,7 @@ use wxquotad::time::{parse, Clock};
 #[tokio::test(flavor = "multi_thread")]
 async fn budget_never_exceeded_across_kill_9_and_restart() {
     tokio::time::timeout(Duration::from_secs(120), async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         // Our budget (4) is below WeChat's (10), so WeChat's 48006 cannot hide a bug.
         let setup = Setup::new(
             &sim.url,
@@ -81,7 +81,7 @@ quiet_before_reset = "0s""#,
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_loses_at_most_a_few_seconds_of_counts() {
     tokio::time::timeout(TEST_LIMIT, async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 1234}"#)

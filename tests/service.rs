@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use wxquotad::time::Clock;
 
 async fn limited<F: std::future::Future<Output = ()>>(f: F) {
     tokio::time::timeout(TEST_LIMIT, f)
@@ -49,7 +48,7 @@ async fn wait_message(got: &Arc<Mutex<Vec<String>>>, what: &str, after: usize) -
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_watchdog_reload_and_stopping_reach_systemd() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let (socket, got) = notify_socket(setup.dir.path());
         // systemd sets WATCHDOG_PID to the service's pid: a shell sets it, then execs.
@@ -83,7 +82,7 @@ async fn readiness_watchdog_reload_and_stopping_reach_systemd() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 42}"#)
@@ -139,7 +138,7 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_burst_loses_no_accepted_report() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         let url = d.url("/v1/report");
@@ -219,7 +218,7 @@ fn sample(samples: &[(String, String, f64)], name: &str, label: &str) -> Option<
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_and_move_with_reports() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
         let before = parse_metrics(&d.get("/metrics").await.text().await.unwrap());
@@ -283,7 +282,7 @@ async fn metrics_parse_and_move_with_reports() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_token_is_enforced_except_for_healthz() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let token_file = setup.dir.path().join("api-token");
         std::fs::write(&token_file, "tok-3f9a2c\n").unwrap();
@@ -358,7 +357,7 @@ fn a_public_listen_address_without_a_token_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_status_report_and_clear_talk_to_the_daemon() {
     limited(async {
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         let cli = |args: &[&str]| {
             let out = bin()
@@ -444,7 +443,7 @@ async fn alerts_reach_a_local_receiver_once_not_repeatedly() {
         let hook = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let sim = Sim::start(Clock::system()).await;
+        let sim = Sim::start(clock()).await;
         let setup = Setup::new(
             &sim.url,
             EAGER_POLICY,

@@ -18,6 +18,19 @@ use wxquotad::time::Clock;
 pub const APPID: &str = "wx448f04719cd48f69";
 pub const SECRET: &str = "s3cr3t-appsecret-0123456789abcdef";
 
+/// The instant tests run at (a Wednesday noon in Beijing), so no test depends on the
+/// real date: not near the daily reset's quiet window, not across a midnight.
+pub const TEST_START: &str = "2026-11-18T12:00:00+08:00";
+
+/// The clock the tests' simulators and daemons share: [`TEST_START`] at first use, then
+/// running in real time. Daemons get it through `WXQUOTAD_FAKE_NOW` when they start.
+pub fn clock() -> Clock {
+    static SHIFTED: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+    SHIFTED
+        .get_or_init(|| Clock::starting_at(wxquotad::time::parse(TEST_START).unwrap()))
+        .clone()
+}
+
 /// Every test gives up after this long rather than hang CI.
 pub const TEST_LIMIT: Duration = Duration::from_secs(60);
 
@@ -165,6 +178,9 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
+        if !env.iter().any(|(k, _)| *k == wxquotad::time::FAKE_NOW_ENV) {
+            cmd.env(wxquotad::time::FAKE_NOW_ENV, clock().now().to_rfc3339());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
