@@ -396,9 +396,7 @@ impl Engine {
         {
             let mut st = self.lock();
             if let Some(&i) = st.by_appid.get(appid) {
-                let mut pending = Vec::new();
-                st.accounts[i].roll(at, &mut pending);
-                st.pending.extend(pending);
+                st.roll_all(at);
                 let before: std::collections::HashMap<String, u64> = st.accounts[i]
                     .quotas()
                     .into_iter()

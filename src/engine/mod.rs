@@ -82,6 +82,8 @@ struct State {
     by_appid: HashMap<String, usize>,
     /// Rows of days that ended before they were flushed.
     pending: Vec<UsageRow>,
+    /// The day every account was last rolled to.
+    rolled_to: Option<chrono::NaiveDate>,
 }
 
 impl Engine {
@@ -97,6 +99,7 @@ impl Engine {
             by_name: HashMap::new(),
             by_appid: HashMap::new(),
             pending: Vec::new(),
+            rolled_to: None,
         };
         let mut old = HashMap::new();
         let fresh = load_accounts(&store, &config.accounts, &mut old, now)?;
@@ -419,11 +422,17 @@ impl State {
             .map(|(i, a)| (a.cfg.appid.clone(), i))
             .collect();
         self.accounts = accounts;
+        self.rolled_to = None;
     }
 
     /// Starts a new WeChat day where one began; logs each account's day summary.
     fn roll_all(&mut self, now: Timestamp) {
         let today = crate::time::day_of(now);
+        // Every account is on today once this ran today: skip the scan on the hot path.
+        if self.rolled_to == Some(today) {
+            return;
+        }
+        self.rolled_to = Some(today);
         for acct in self.accounts.iter_mut().filter(|a| a.day != today) {
             let calls: u64 = acct.usage.values().map(|c| c.calls).sum();
             let polls = acct.polls_today;
