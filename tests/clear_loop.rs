@@ -8,19 +8,13 @@ use common::*;
 use serde_json::Value;
 use wxquotad::sim::{Endpoint, Fault, FaultKind};
 
-async fn with_limit<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test finished within its time limit");
-}
-
 async fn cleared_count(d: &Daemon) -> u64 {
     d.shop().await["clears"]["used"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn threshold_crossed_clears_once() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
@@ -81,7 +75,7 @@ async fn threshold_crossed_clears_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forty_five_009_clears_and_45011_does_not() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
@@ -110,7 +104,7 @@ async fn forty_five_009_clears_and_45011_does_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reserve_is_held_for_people() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         // 3 a month, 2 reserved: exactly one automatic clear.
         let setup = Setup::new(
@@ -122,7 +116,7 @@ quiet_before_reset = "0s""#,
             "",
         );
         let d = Daemon::start(&setup.config, &[]);
-        let blocked = r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#;
+        let blocked = BLOCKED;
         d.report(blocked).await;
         wait_for("the first clear", Duration::from_secs(10), || async {
             (cleared_count(&d).await == 1).then_some(())
@@ -156,7 +150,7 @@ quiet_before_reset = "0s""#,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn month_exhausted_by_48006_stops_all_attempts() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // Clears made by hand on the web platform: WeChat has none left to give.
@@ -166,8 +160,7 @@ async fn month_exhausted_by_48006_stops_all_attempts() {
             times: 100,
         });
         let d = Daemon::start(&setup.config, &[]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         let shop = wait_for("exhausted state", Duration::from_secs(10), || async {
             let s = d.shop().await;
             (s["state"] == "exhausted").then_some(s)
@@ -179,8 +172,7 @@ async fn month_exhausted_by_48006_stops_all_attempts() {
         let before = clear_requests(&sim);
         assert_eq!(before, 1);
         for _ in 0..3 {
-            d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-                .await;
+            d.report(BLOCKED).await;
         }
         let (_, a) = d
             .post("/v1/accounts/shop/clear", r#"{"force": true}"#)
@@ -207,7 +199,7 @@ fn clear_requests(sim: &Sim) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         for kind in [
@@ -222,8 +214,7 @@ async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
             });
         }
         let d = Daemon::start(&setup.config, &[]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         wait_for("the clear", Duration::from_secs(20), || async {
             let s = d.shop().await;
             (s["clears"]["last"]["outcome"] == "ok").then_some(())
@@ -243,7 +234,7 @@ async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_reply_counts_as_spent() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         sim.sim.inject(Fault {
@@ -252,8 +243,7 @@ async fn a_lost_reply_counts_as_spent() {
             times: 1,
         });
         let d = Daemon::start(&setup.config, &[]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         wait_for("the clear to settle", Duration::from_secs(20), || async {
             let s = d.shop().await;
             (s["clears"]["last"]["outcome"] == "ok").then_some(())
@@ -270,7 +260,7 @@ async fn a_lost_reply_counts_as_spent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_api_at_45009_falls_back_to_v2() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         sim.sim.inject(Fault {
@@ -279,8 +269,7 @@ async fn token_api_at_45009_falls_back_to_v2() {
             times: 100,
         });
         let d = Daemon::start(&setup.config, &[]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         wait_for("the clear", Duration::from_secs(10), || async {
             (sim.sim.clears_charged(APPID) == 1).then_some(())
         })
@@ -299,7 +288,7 @@ async fn token_api_at_45009_falls_back_to_v2() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_reports_change_nothing_and_the_daemon_keeps_serving() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
@@ -343,7 +332,7 @@ async fn bad_reports_change_nothing_and_the_daemon_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_keeps_counters_exactly() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
         let d = Daemon::start(&setup.config, &[]);
@@ -377,7 +366,7 @@ async fn sigterm_keeps_counters_exactly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_and_tokens_never_appear_in_logs_or_status() {
-    with_limit(async {
+    limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // A failing token fetch and a failing v2 clear put the secret near error paths.
@@ -387,8 +376,7 @@ async fn secrets_and_tokens_never_appear_in_logs_or_status() {
             times: 1,
         });
         let d = Daemon::start(&setup.config, &[("RUST_LOG", "debug")]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         wait_for("the clear", Duration::from_secs(10), || async {
             (sim.sim.clears_charged(APPID) == 1).then_some(())
         })

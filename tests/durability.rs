@@ -33,8 +33,7 @@ quiet_before_reset = "0s""#,
         let mut rng = fastrand::Rng::with_seed(7);
         for round in 0..10 {
             let d = Daemon::start(&setup.config, &[]);
-            d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-                .await;
+            d.report(BLOCKED).await;
             tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
             d.kill9();
             let charged = sim.sim.clears_charged(APPID);
@@ -91,13 +90,7 @@ async fn kill_9_loses_at_most_a_few_seconds_of_counts() {
         d.kill9();
         let d = Daemon::start(&setup.config, &[]);
         let shop = d.shop().await;
-        let menu = shop["apis"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["api"] == "/cgi-bin/menu/get")
-            .cloned()
-            .unwrap();
+        let menu = api_row(&shop, "/cgi-bin/menu/get");
         assert_eq!(menu["used"], 1234);
     })
     .await
@@ -117,8 +110,7 @@ min_interval = "0s""#,
         );
         let env = [("WXQUOTAD_FAKE_NOW", start), ("TZ", "America/New_York")];
         let d = Daemon::start(&setup.config, &env);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 777}"#)
             .await;
         let shop = wait_for("the clear", Duration::from_secs(4), || async {
@@ -141,13 +133,7 @@ min_interval = "0s""#,
         assert_eq!(shop["clears"]["used"], 0, "a new month's budget");
         assert_eq!(shop["clears"]["left"], 10);
         assert_eq!(shop["clears"]["today"], 0);
-        let menu = shop["apis"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["api"] == "/cgi-bin/menu/get")
-            .cloned()
-            .unwrap();
+        let menu = api_row(&shop, "/cgi-bin/menu/get");
         assert_eq!(menu["used"], 0, "a new day's counters");
         let summary = wait_for("the day summary", Duration::from_secs(5), || async {
             d.events_named("day_summary").into_iter().next()

@@ -10,12 +10,6 @@ use serde_json::Value;
 use wxquotad::config::{LimitSource, LimitTable, PresetName};
 use wxquotad::sim::{Endpoint, Fault, FaultKind};
 
-async fn limited<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test finished within its time limit");
-}
-
 /// A config polling every second, only `apis` (so a round is quick).
 fn polling_setup(sim: &Sim, apis: &str) -> Setup {
     let setup = Setup::new(&sim.url, "", "");
@@ -24,16 +18,6 @@ fn polling_setup(sim: &Sim, apis: &str) -> Setup {
         &format!("interval = \"1s\"\napis = [{apis}]"),
     );
     setup
-}
-
-fn api(shop: &Value, path: &str) -> Value {
-    shop["apis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["api"] == path)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 fn quota_requests(sim: &Sim) -> usize {
@@ -63,7 +47,7 @@ async fn usage_only_wechat_sees_crosses_the_threshold_and_clears_once() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(sim.sim.clears_charged(APPID), 1);
         let shop = d.shop().await;
-        let user_get = api(&shop, "/cgi-bin/user/get");
+        let user_get = api_row(&shop, "/cgi-bin/user/get");
         assert_eq!(user_get["wechat"], 0);
         assert_eq!(user_get["local"], 0);
         assert!(quota_requests(&sim) >= 4, "polling goes on");
@@ -89,7 +73,7 @@ async fn a_polled_daily_limit_overrides_the_preset() {
         let setup = polling_setup(&sim, r#""/cgi-bin/user/get""#);
         let d = Daemon::start(&setup.config, &[]);
         let user_get = wait_for("a poll", Duration::from_secs(10), || async {
-            let a = api(&d.shop().await, "/cgi-bin/user/get");
+            let a = api_row(&d.shop().await, "/cgi-bin/user/get");
             (a["wechat"] == 150).then_some(a)
         })
         .await;
@@ -152,8 +136,7 @@ async fn an_account_in_error_is_not_polled() {
             times: 1,
         });
         let d = Daemon::start(&setup.config, &[]);
-        d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
-            .await;
+        d.report(BLOCKED).await;
         let shop = wait_for("the error state", Duration::from_secs(10), || async {
             let s = d.shop().await;
             (s["state"] == "error").then_some(s)
@@ -198,8 +181,8 @@ async fn the_check_after_a_clear_finds_a_path_wechat_did_not_reset() {
         assert_eq!(event["api"], "/cgi-bin/menu/get");
         assert_eq!(event["after"], 9_500);
         let shop = d.shop().await;
-        assert_eq!(api(&shop, "/cgi-bin/menu/get")["reset_by_clear"], false);
-        assert_eq!(api(&shop, "/cgi-bin/user/get")["reset_by_clear"], true);
+        assert_eq!(api_row(&shop, "/cgi-bin/menu/get")["reset_by_clear"], false);
+        assert_eq!(api_row(&shop, "/cgi-bin/user/get")["reset_by_clear"], true);
         assert_eq!(
             sim.sim.clears_charged(APPID),
             1,

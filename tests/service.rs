@@ -10,12 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-async fn limited<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test finished within its time limit");
-}
-
 /// Messages received on a fake NOTIFY_SOCKET.
 fn notify_socket(dir: &std::path::Path) -> (String, Arc<Mutex<Vec<String>>>) {
     let path = dir.join("notify.sock");
@@ -455,7 +449,7 @@ async fn alerts_reach_a_local_receiver_once_not_repeatedly() {
         );
         let d = Daemon::start(&setup.config, &[]);
         for _ in 0..3 {
-            d.report(r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#)
+            d.report(BLOCKED)
                 .await;
             let n = sim.sim.clears_charged(APPID);
             wait_for("a clear", Duration::from_secs(10), || async {

@@ -353,6 +353,27 @@ where
     }
 }
 
+/// Runs a test body, failing it rather than hanging CI past [`TEST_LIMIT`].
+pub async fn limited<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_LIMIT, f)
+        .await
+        .expect("test finished within its time limit");
+}
+
+/// One quota's row in an account's status (`Value::Null` when absent).
+pub fn api_row(account: &Value, path: &str) -> Value {
+    account["apis"]
+        .as_array()
+        .expect("apis is an array")
+        .iter()
+        .find(|a| a["api"] == path)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The report that makes "shop" due: /cgi-bin/user/get answered 45009.
+pub const BLOCKED: &str = r#"{"account": "shop", "api": "/cgi-bin/user/get", "errcode": 45009}"#;
+
 /// A permissive policy for tests that need several clears quickly.
 pub const EAGER_POLICY: &str = r#"reserve = 0
 min_interval = "0s"
