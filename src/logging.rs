@@ -28,7 +28,9 @@ pub fn init(format: LogFormat) -> Sink {
     };
     if format == LogFormat::Text && std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journal) = tracing_journald::layer() {
-            let journal = journal.with_syslog_identifier("wxquotad".into());
+            let journal = journal
+                .with_syslog_identifier("wxquotad".into())
+                .with_field_prefix(None);
             if tracing_subscriber::registry()
                 .with(journal.with_filter(filter()))
                 .try_init()
@@ -38,8 +40,11 @@ pub fn init(format: LogFormat) -> Sink {
             }
         }
     }
+    // Colours only for a person at a terminal, never for files or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     let (layer, sink) = match format {
         LogFormat::Json => (

@@ -43,7 +43,16 @@ pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warnin
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    v.check_private(path, &KeyPath::root(), None, "config file");
+    // The config file is usually 0644 (a DynamicUser service reads it as "others");
+    // that only matters when it holds a secret itself.
+    if file.accounts.iter().any(|a| a.secret.is_some()) {
+        v.check_private(
+            path,
+            &KeyPath::root(),
+            None,
+            "config file (it holds a secret)",
+        );
+    }
     let config = v.config(file, std::env::var_os("STATE_DIRECTORY"));
     if v.errors.is_empty() {
         Ok((config, v.warnings))
@@ -1203,8 +1212,16 @@ mod tests {
                 warnings[0].0.contains("open.secret") && warnings[0].0.contains("0644"),
                 "{warnings:?}"
             );
-            // A world-readable config file is a warning too.
+            // A world-readable config file is fine without secrets in it...
             write(dir.path(), "config.toml", text, 0o644);
+            let (_, warnings) = load(&path, LoadOptions::default()).unwrap();
+            assert!(
+                !warnings.iter().any(|w| w.0.contains("config file")),
+                "{warnings:?}"
+            );
+            // ...and a warning when it holds one inline.
+            let inline = format!("{text}[[accounts]]\nname = \"d\"\nappid = \"wx448f04719cd48f6c\"\nsecret = \"INLINE\"\n");
+            write(dir.path(), "config.toml", &inline, 0o644);
             let (_, warnings) = load(&path, LoadOptions::default()).unwrap();
             assert!(
                 warnings.iter().any(|w| w.0.contains("config file")),
