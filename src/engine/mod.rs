@@ -72,6 +72,8 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// A std mutex: every critical section is short and never awaits.
     state: Mutex<State>,
+    /// Held for a whole flush (see [`Engine::flush`]).
+    flushing: Mutex<()>,
 }
 
 struct State {
@@ -112,6 +114,7 @@ impl Engine {
                 store,
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
+                flushing: Mutex::new(()),
             }),
         })
     }
@@ -241,6 +244,12 @@ impl Engine {
 
     /// Writes changed counters to the store. Returns how many rows were written.
     pub fn flush(&self) -> Result<usize, StoreError> {
+        // One flush at a time: two racing flushes could write older values last.
+        let _one = self
+            .inner
+            .flushing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let rows = {
             let mut st = self.lock();
             let mut rows = std::mem::take(&mut st.pending);
@@ -252,20 +261,11 @@ impl Engine {
         match self.inner.store.save_usage(&rows) {
             Ok(()) => Ok(rows.len()),
             Err(e) => {
-                // Keep them for the next flush; newer values for the same key win there.
+                // Keep them for the next flush, before anything queued since: rows are
+                // written in order, so newer values for the same key still win.
                 let mut st = self.lock();
-                let mut newer = std::mem::take(&mut st.pending);
-                st.pending = rows;
-                st.pending.append(&mut newer);
-                for r in &st.pending.clone() {
-                    if let Some(&i) = st.by_appid.get(&r.appid) {
-                        if st.accounts[i].day == r.day {
-                            if let Some(c) = st.accounts[i].usage.get_mut(&r.api) {
-                                c.dirty = true;
-                            }
-                        }
-                    }
-                }
+                let newer = std::mem::replace(&mut st.pending, rows);
+                st.pending.extend(newer);
                 Err(e)
             }
         }
