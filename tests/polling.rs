@@ -191,3 +191,40 @@ async fn the_check_after_a_clear_finds_a_path_wechat_did_not_reset() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_without_a_token_is_skipped_with_one_log_line() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = polling_setup(&sim, r#""/cgi-bin/user/get""#);
+        // The token API itself is out of quota all day.
+        sim.sim.inject(Fault {
+            endpoint: Endpoint::StableToken,
+            kind: FaultKind::Errcode(45009),
+            times: 1000,
+        });
+        let d = Daemon::start(&setup.config, &[]);
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(quota_requests(&sim), 0, "no token, no polls");
+        let token_asks = sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == "/cgi-bin/stable_token")
+            .count();
+        assert!(token_asks >= 3, "asks again each round ({token_asks})");
+        let skipped = d
+            .events()
+            .into_iter()
+            .filter(|e| e["message"] == "not polling WeChat's counters this round")
+            .count();
+        assert_eq!(skipped, 1, "one log line, not one per round");
+        // Reports still work, and a 45009 still clears through the AppSecret.
+        d.report(BLOCKED).await;
+        wait_for("the v2 clear", Duration::from_secs(10), || async {
+            (sim.sim.clears_charged(APPID) == 1).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
