@@ -139,6 +139,23 @@ pub enum Hold {
     DryRun,
 }
 
+impl Hold {
+    /// Short name of the gate, for logs and de-duplication.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Hold::InError => "in_error",
+            Hold::MonthExhausted => "month_exhausted",
+            Hold::BudgetSpent { .. } => "budget_spent",
+            Hold::Reserve { .. } => "reserve",
+            Hold::InFlight => "in_flight",
+            Hold::MinInterval { .. } => "min_interval",
+            Hold::DailyCap { .. } => "daily_cap",
+            Hold::QuietWindow { .. } => "quiet_window",
+            Hold::DryRun => "dry_run",
+        }
+    }
+}
+
 impl std::fmt::Display for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -341,8 +341,12 @@ impl Engine {
             Decision::Hold(ref trigger, ref hold) => {
                 // A held account is re-decided on every report and tick: log the hold
                 // when it changes, and otherwise at most every HOLD_LOG_EVERY.
-                let key = format!("{trigger} / {hold:?}");
-                let key = key.split(" {").next().unwrap_or(&key).to_string();
+                let key = format!(
+                    "{} {} {}",
+                    trigger.kind(),
+                    trigger.api().unwrap_or("-"),
+                    hold.kind()
+                );
                 let quiet = matches!(&acct.last_hold, Some((k, at)) if *k == key
                     && (now - *at).to_std().unwrap_or_default() < HOLD_LOG_EVERY);
                 if !quiet {
