@@ -558,6 +558,7 @@ fn log_decision(account: &str, decision: &Decision, clears_left: u32) {
             api = t.api().unwrap_or("-"),
             trigger = t.kind(),
             outcome = if matches!(hold, policy::Hold::DryRun) { "dry_run" } else { "hold" },
+            gate = hold.kind(),
             reason = %hold,
             clears_left,
             "clear held: {t}"
