@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     file.write_all(data).expect("write");
     file.flush().expect("flush");
     if let Err(errors) = wxquotad::config::load(file.path()) {
-        assert!(!errors.0.is_empty(), "an error result names at least one error");
+        assert!(
+            !errors.0.is_empty(),
+            "an error result names at least one error"
+        );
         for e in &errors.0 {
             assert!(!e.message.is_empty());
         }

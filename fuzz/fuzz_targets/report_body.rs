@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(items) => {
             assert!(!items.is_empty() && items.len() <= MAX_ITEMS);
             for item in &items {
-                assert!(wxquotad::apipath::check(&item.api).is_ok(), "{:?}", item.api);
+                assert!(
+                    wxquotad::apipath::check(&item.api).is_ok(),
+                    "{:?}",
+                    item.api
+                );
             }
         }
         Err(BodyError::Invalid(msg)) => assert!(!msg.is_empty()),
