@@ -1,0 +1,485 @@
+//! Property tests (issue 5), bounded so they run in seconds:
+//! - the policy against a simple model over random sequences of reports, clears and their
+//!   outcomes, manual and forced clears, and time jumps across days and months;
+//! - path normalisation: idempotent, never keeps a query, always a checked path;
+//! - config round-trips: random valid policy values written as TOML load back equal.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use wxquotad::apipath;
+use wxquotad::config::Policy;
+use wxquotad::policy::{decide, decide_manual, AccountView, ClearHistory, Decision, QuotaView};
+use wxquotad::time::{day_of, month_of, next_reset, parse, Timestamp};
+
+// ---------------------------------------------------------------------------------------
+// Policy against a model
+// ---------------------------------------------------------------------------------------
+
+/// What WeChat (or a crash) makes of a clear the policy allowed.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// errcode 0: spent, counters start again.
+    Ok,
+    /// An errcode that did not take effect: not spent.
+    Failed,
+    /// Timeout or crash: may have taken effect, so spent; the block stays.
+    Unknown,
+    /// 48006: not spent, but no clears left this month whatever our count says.
+    Exhausted,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Time passes (seconds), sometimes across the daily reset or a month.
+    Wait(u64),
+    /// Calls reported on the watched interface.
+    Calls(u64),
+    /// A 45009 on the watched or the unwatched interface.
+    Blocked { watched: bool },
+    /// The engine asks the policy; a clear, if allowed, ends with the outcome.
+    Decide(Outcome),
+    /// Someone asks for a clear.
+    Manual { force: bool, outcome: Outcome },
+    /// Flip the conditions outside the history.
+    Flags {
+        in_flight: bool,
+        in_error: bool,
+        dry_run: bool,
+    },
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        6 => Just(Outcome::Ok),
+        2 => Just(Outcome::Failed),
+        2 => Just(Outcome::Unknown),
+        1 => Just(Outcome::Exhausted),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => prop_oneof![
+            0u64..120,
+            0u64..7200,
+            0u64..(3 * 86_400),
+            (20u64..40).prop_map(|d| d * 86_400),
+        ]
+        .prop_map(Step::Wait),
+        3 => (1u64..300).prop_map(Step::Calls),
+        3 => any::<bool>().prop_map(|watched| Step::Blocked { watched }),
+        6 => outcome().prop_map(Step::Decide),
+        2 => (any::<bool>(), outcome()).prop_map(|(force, outcome)| Step::Manual { force, outcome }),
+        1 => (prop::bool::weighted(0.15), prop::bool::weighted(0.1), prop::bool::weighted(0.1))
+            .prop_map(|(in_flight, in_error, dry_run)| Step::Flags { in_flight, in_error, dry_run }),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        1u32..=12,
+        0u32..6,
+        1u32..=100,
+        prop_oneof![Just(0u64), 1u64..1200, 1u64..86_400],
+        1u32..6,
+        prop_oneof![Just(0u64), 1u64..7200],
+        any::<bool>(),
+    )
+        .prop_map(
+            |(monthly, reserve, thr, min_interval, per_day, quiet, on_45009)| Policy {
+                threshold: f64::from(thr) / 100.0,
+                clear_on_45009: on_45009,
+                reserve: reserve.min(monthly - 1),
+                monthly_clears: monthly,
+                min_interval: Duration::from_secs(min_interval),
+                max_clears_per_day: per_day,
+                quiet_before_reset: Duration::from_secs(quiet),
+                watch: vec![WATCHED.to_string()],
+            },
+        )
+}
+
+const WATCHED: &str = "/cgi-bin/user/get";
+const UNWATCHED: &str = "/cgi-bin/menu/get";
+const LIMIT: u64 = 500;
+
+/// The model: a plain list of spent attempts and the account's usage.
+struct Model {
+    now: Timestamp,
+    /// Start times of spent attempts (ok or unknown).
+    spent: Vec<Timestamp>,
+    /// The month WeChat answered 48006 in.
+    exhausted_month: Option<String>,
+    used: u64,
+    blocked: bool,
+    unwatched_blocked: bool,
+    in_flight: bool,
+    in_error: bool,
+    dry_run: bool,
+}
+
+impl Model {
+    fn spent_month(&self) -> u32 {
+        let m = month_of(self.now);
+        self.spent.iter().filter(|t| month_of(**t) == m).count() as u32
+    }
+
+    fn spent_today(&self) -> u32 {
+        let d = day_of(self.now);
+        self.spent.iter().filter(|t| day_of(**t) == d).count() as u32
+    }
+
+    fn history(&self) -> ClearHistory {
+        ClearHistory {
+            spent_month: self.spent_month(),
+            spent_today: self.spent_today(),
+            last_spent_at: self.spent.iter().max().copied(),
+            month_exhausted: self.exhausted_month.as_deref() == Some(&month_of(self.now)),
+        }
+    }
+
+    fn quotas(&self) -> Vec<QuotaView> {
+        vec![
+            QuotaView {
+                api: WATCHED.into(),
+                used: self.used,
+                limit: Some(LIMIT),
+                blocked: self.blocked,
+                watched: true,
+            },
+            QuotaView {
+                api: UNWATCHED.into(),
+                used: 0,
+                limit: Some(LIMIT),
+                blocked: self.unwatched_blocked,
+                watched: false,
+            },
+        ]
+    }
+
+    /// Whether the account is due, by the model's reading of SPEC §5.
+    fn due(&self, p: &Policy) -> bool {
+        (p.clear_on_45009 && self.blocked) || self.used as f64 / LIMIT as f64 >= p.threshold
+    }
+
+    /// Whether a clear may go now, by the model's reading of SPEC §4 and §5.
+    fn allowed(&self, p: &Policy, manual: bool, force: bool) -> bool {
+        let h = self.history();
+        let last_ok = match h.last_spent_at {
+            None => true,
+            Some(t) => (self.now - t).to_std().unwrap_or_default() >= p.min_interval,
+        };
+        let until_reset = (next_reset(self.now) - self.now).to_std().unwrap();
+        let budget = if force {
+            p.monthly_clears
+        } else {
+            p.monthly_clears - p.reserve
+        };
+        let _ = manual;
+        !h.month_exhausted
+            && h.spent_month < budget
+            && h.spent_today < p.max_clears_per_day
+            && !self.in_flight
+            && !self.dry_run
+            && (force || !self.in_error)
+            && (force || last_ok)
+            && (force || until_reset > p.quiet_before_reset)
+    }
+
+    fn settle(&mut self, at: Timestamp, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => {
+                self.spent.push(at);
+                self.used = 0;
+                self.blocked = false;
+                self.unwatched_blocked = false;
+            }
+            Outcome::Unknown => self.spent.push(at),
+            Outcome::Failed => {}
+            Outcome::Exhausted => self.exhausted_month = Some(month_of(at)),
+        }
+    }
+
+    fn wait(&mut self, secs: u64) {
+        let before = day_of(self.now);
+        self.now += chrono::Duration::seconds(secs as i64);
+        if day_of(self.now) != before {
+            // A new WeChat day: counters start again.
+            self.used = 0;
+            self.blocked = false;
+            self.unwatched_blocked = false;
+        }
+    }
+}
+
+fn start_time() -> impl Strategy<Value = Timestamp> {
+    // Any second of 2026, with a bias towards the last minutes before a reset.
+    let base = parse("2026-01-01T00:00:00+08:00").unwrap();
+    prop_oneof![
+        (0i64..365 * 86_400).prop_map(move |s| base + chrono::Duration::seconds(s)),
+        (0i64..365, 0i64..3600)
+            .prop_map(move |(d, s)| base + chrono::Duration::seconds((d + 1) * 86_400 - s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn policy_matches_the_model(
+        policy in policy(),
+        start in start_time(),
+        steps in prop::collection::vec(step(), 1..80),
+    ) {
+        let mut m = Model {
+            now: start,
+            spent: Vec::new(),
+            exhausted_month: None,
+            used: 0,
+            blocked: false,
+            unwatched_blocked: false,
+            in_flight: false,
+            in_error: false,
+            dry_run: false,
+        };
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Wait(s) => m.wait(s),
+                Step::Calls(n) => m.used += n,
+                Step::Blocked { watched: true } => m.blocked = true,
+                Step::Blocked { watched: false } => m.unwatched_blocked = true,
+                Step::Flags { in_flight, in_error, dry_run } => {
+                    m.in_flight = in_flight;
+                    m.in_error = in_error;
+                    m.dry_run = dry_run;
+                }
+                Step::Decide(outcome) => {
+                    let quotas = m.quotas();
+                    let view = AccountView {
+                        policy: &policy,
+                        quotas: &quotas,
+                        history: m.history(),
+                        in_flight: m.in_flight,
+                        in_error: m.in_error,
+                        dry_run: m.dry_run,
+                    };
+                    let d = decide(&view, m.now);
+                    let due = m.due(&policy);
+                    let allowed = m.allowed(&policy, false, false);
+                    match &d {
+                        Decision::NotDue => prop_assert!(!due, "step {i}: due but NotDue"),
+                        Decision::Hold(..) => prop_assert!(due && !allowed, "step {i}: {d:?}"),
+                        Decision::Clear(_) => {
+                            prop_assert!(due && allowed, "step {i}: {d:?}");
+                            // The gates in plain words, the budget first.
+                            let h = m.history();
+                            prop_assert!(h.spent_month < policy.monthly_clears - policy.reserve);
+                            prop_assert!(h.spent_today < policy.max_clears_per_day);
+                            let until = (next_reset(m.now) - m.now).to_std().unwrap();
+                            prop_assert!(until > policy.quiet_before_reset);
+                            m.settle(m.now, outcome);
+                        }
+                    }
+                }
+                Step::Manual { force, outcome } => {
+                    let quotas = m.quotas();
+                    let view = AccountView {
+                        policy: &policy,
+                        quotas: &quotas,
+                        history: m.history(),
+                        in_flight: m.in_flight,
+                        in_error: m.in_error,
+                        dry_run: m.dry_run,
+                    };
+                    let d = decide_manual(&view, force, None, m.now);
+                    let allowed = m.allowed(&policy, true, force);
+                    match &d {
+                        Decision::Clear(_) => {
+                            prop_assert!(allowed, "step {i}: force={force} {d:?}");
+                            prop_assert!(m.spent_month() < policy.monthly_clears);
+                            m.settle(m.now, outcome);
+                        }
+                        Decision::Hold(..) => prop_assert!(!allowed, "step {i}: force={force} {d:?}"),
+                        Decision::NotDue => prop_assert!(false, "a manual clear is never NotDue"),
+                    }
+                }
+            }
+            // Whatever happened, the budget holds: per month and per day.
+            prop_assert!(m.spent_month() <= policy.monthly_clears);
+            prop_assert!(m.spent_today() <= policy.max_clears_per_day);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Path normalisation
+// ---------------------------------------------------------------------------------------
+
+fn segment() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,15}".prop_filter("not . or ..", |s| s != "." && s != "..")
+}
+
+fn valid_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(segment(), 1..6).prop_map(|segs| format!("/{}", segs.join("/")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn normalize_is_idempotent_and_checked(raw in any::<String>()) {
+        if let Ok(p) = apipath::normalize(&raw) {
+            prop_assert!(apipath::check(&p).is_ok(), "{raw:?} -> {p:?}");
+            prop_assert_eq!(apipath::normalize(&p), Ok(p.clone()));
+            prop_assert!(!p.contains('?') && !p.contains('#'));
+        }
+    }
+
+    #[test]
+    fn normalize_of_path_like_strings(raw in "[ a-z/:.?#=&_-]{0,40}") {
+        if let Ok(p) = apipath::normalize(&raw) {
+            prop_assert!(apipath::check(&p).is_ok());
+            prop_assert_eq!(apipath::normalize(&p), Ok(p.clone()));
+            let before_query = raw.split(['?', '#']).next().unwrap();
+            prop_assert!(before_query.contains(p.trim_start_matches('/')), "{raw:?} -> {p:?}");
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_path_means_that_path(
+        path in valid_path(),
+        query in "[A-Za-z0-9=&_%-]{0,40}",
+        host in "(https?://)[a-z]{1,10}(\\.[a-z]{2,5})?(:[0-9]{1,5})?",
+        slash in any::<bool>(),
+    ) {
+        // Only paths the checker accepts are interesting here.
+        prop_assume!(apipath::check(&path).is_ok());
+        let tail = if slash { "/" } else { "" };
+        for raw in [
+            path.clone(),
+            path[1..].to_string(),
+            format!("{path}{tail}?{query}"),
+            format!("{host}{path}{tail}?access_token={query}"),
+            format!("  {path}#{query}  "),
+        ] {
+            prop_assert_eq!(apipath::normalize(&raw), Ok(path.clone()), "{:?}", raw);
+        }
+    }
+
+    #[test]
+    fn errors_never_repeat_the_query(
+        bad in "[ %!*]{1,5}",
+        secret in "[A-Za-z0-9]{12,24}",
+    ) {
+        let raw = format!("/cgi-bin/{bad}/x?access_token=TOK{secret}");
+        let err = apipath::normalize(&raw).unwrap_err();
+        prop_assert!(!err.contains(&secret), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Config round-trips
+// ---------------------------------------------------------------------------------------
+
+/// A duration and how a person might write it.
+fn duration(max_secs: u64) -> impl Strategy<Value = (Duration, String)> {
+    prop_oneof![
+        (0..=max_secs).prop_map(|s| (Duration::from_secs(s), format!("{s}s"))),
+        (0..=max_secs / 60).prop_map(|m| (Duration::from_secs(m * 60), format!("{m}m"))),
+        (0..=max_secs / 3600).prop_map(|h| (Duration::from_secs(h * 3600), format!("{h}h"))),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct PolicyToml {
+    policy: Policy,
+    min_interval: String,
+    quiet: String,
+}
+
+fn policy_toml() -> impl Strategy<Value = PolicyToml> {
+    let watchable = [
+        "/cgi-bin/user/get",
+        "/cgi-bin/menu/get",
+        "/cgi-bin/message/custom/send",
+    ];
+    (
+        1u32..=1000,
+        1u32..=31,
+        0u32..31,
+        1u32..=100,
+        duration(3 * 86_400),
+        duration(86_399),
+        any::<bool>(),
+        prop::sample::subsequence(watchable.to_vec(), 0..=3),
+    )
+        .prop_map(
+            |(thr, monthly, reserve, per_day, (mi, mi_s), (q, q_s), on_45009, watch)| PolicyToml {
+                policy: Policy {
+                    threshold: f64::from(thr) / 1000.0,
+                    clear_on_45009: on_45009,
+                    reserve: reserve.min(monthly - 1),
+                    monthly_clears: monthly,
+                    min_interval: mi,
+                    max_clears_per_day: per_day,
+                    quiet_before_reset: q,
+                    watch: watch.iter().map(|s| s.to_string()).collect(),
+                },
+                min_interval: mi_s,
+                quiet: q_s,
+            },
+        )
+}
+
+fn policy_body(p: &PolicyToml) -> String {
+    let watch: Vec<String> = p.policy.watch.iter().map(|w| format!("{w:?}")).collect();
+    format!(
+        "threshold = {}\nclear_on_45009 = {}\nreserve = {}\nmonthly_clears = {}\n\
+         min_interval = \"{}\"\nmax_clears_per_day = {}\nquiet_before_reset = \"{}\"\nwatch = [{}]\n",
+        p.policy.threshold,
+        p.policy.clear_on_45009,
+        p.policy.reserve,
+        p.policy.monthly_clears,
+        p.min_interval,
+        p.policy.max_clears_per_day,
+        p.quiet,
+        watch.join(", "),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn config_policy_round_trips(
+        global in policy_toml(),
+        own in prop::option::of(policy_toml()),
+        timeout in duration(600).prop_filter("positive", |(d, _)| !d.is_zero()),
+        dry_run in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let own_table = own
+            .as_ref()
+            .map(|p| format!("[accounts.policy]\n{}", policy_body(p)))
+            .unwrap_or_default();
+        let text = format!(
+            "[daemon]\nlisten = \"127.0.0.1:9477\"\nstate_dir = {state:?}\ndry_run = {dry_run}\n\n\
+             [wechat]\ntimeout = \"{t}\"\n\n[policy]\n{global}\n\
+             [[accounts]]\nname = \"shop\"\nappid = \"wx448f04719cd48f69\"\nsecret = \"s3cret\"\n{own_table}",
+            state = dir.path().join("state").display().to_string(),
+            t = timeout.1,
+            global = policy_body(&global),
+        );
+        std::fs::write(&path, &text).unwrap();
+        let (config, _warnings) = match wxquotad::config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return Err(TestCaseError::fail(format!("{e}\n---\n{text}"))),
+        };
+        let expected = own.as_ref().unwrap_or(&global);
+        prop_assert_eq!(&config.accounts[0].policy, &expected.policy, "{}", text);
+        prop_assert_eq!(config.wechat.timeout, timeout.0);
+        prop_assert_eq!(config.daemon.dry_run, dry_run);
+    }
+}
