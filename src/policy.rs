@@ -8,9 +8,9 @@ use crate::time::{next_reset, Timestamp};
 
 /// One quota's usage today, as the policy sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QuotaView {
+pub struct QuotaView<'a> {
     /// The path naming the quota.
-    pub api: String,
+    pub api: &'a str,
     /// The larger of the local count and WeChat's polled count.
     pub used: u64,
     /// Daily limit; `None` never triggers a threshold clear.
@@ -39,7 +39,7 @@ pub struct ClearHistory {
 #[derive(Debug, Clone)]
 pub struct AccountView<'a> {
     pub policy: &'a Policy,
-    pub quotas: &'a [QuotaView],
+    pub quotas: &'a [QuotaView<'a>],
     pub history: ClearHistory,
     /// A clear of this account is already under way.
     pub in_flight: bool,
@@ -203,7 +203,9 @@ pub fn due(view: &AccountView<'_>) -> Option<Trigger> {
     let policy = view.policy;
     if policy.clear_on_45009 {
         if let Some(q) = view.quotas.iter().find(|q| q.watched && q.blocked) {
-            return Some(Trigger::Blocked { api: q.api.clone() });
+            return Some(Trigger::Blocked {
+                api: q.api.to_string(),
+            });
         }
     }
     view.quotas
@@ -216,7 +218,7 @@ pub fn due(view: &AccountView<'_>) -> Option<Trigger> {
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, q, limit)| Trigger::Threshold {
-            api: q.api.clone(),
+            api: q.api.to_string(),
             used: q.used,
             limit,
         })
@@ -308,9 +310,14 @@ mod tests {
 
     const NOON: &str = "2026-11-22T12:00:00+08:00";
 
-    fn quota(api: &str, used: u64, limit: Option<u64>, blocked: bool) -> QuotaView {
+    fn quota(
+        api: &'static str,
+        used: u64,
+        limit: Option<u64>,
+        blocked: bool,
+    ) -> QuotaView<'static> {
         QuotaView {
-            api: api.into(),
+            api,
             used,
             limit,
             blocked,
@@ -321,7 +328,7 @@ mod tests {
     /// One row of the gate table: a change to a healthy, due account and what follows.
     struct Case {
         name: &'static str,
-        quotas: Vec<QuotaView>,
+        quotas: Vec<QuotaView<'static>>,
         policy: fn(&mut Policy),
         history: fn(&mut ClearHistory),
         in_flight: bool,

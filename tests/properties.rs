@@ -139,17 +139,17 @@ impl Model {
         }
     }
 
-    fn quotas(&self) -> Vec<QuotaView> {
+    fn quotas(&self) -> Vec<QuotaView<'static>> {
         vec![
             QuotaView {
-                api: WATCHED.into(),
+                api: WATCHED,
                 used: self.used,
                 limit: Some(LIMIT),
                 blocked: self.blocked,
                 watched: true,
             },
             QuotaView {
-                api: UNWATCHED.into(),
+                api: UNWATCHED,
                 used: 0,
                 limit: Some(LIMIT),
                 blocked: self.unwatched_blocked,

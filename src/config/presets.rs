@@ -207,10 +207,12 @@ impl LimitEntry {
     }
 }
 
-/// An account's daily limits: its preset, overridden by config `limits`.
+/// An account's daily limits: its preset, overridden by config `limits`. Accounts
+/// that use a preset as it is share one copy of it (copy on write), so 10,000 accounts
+/// do not hold 10,000 tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LimitTable {
-    entries: Vec<LimitEntry>,
+    entries: std::sync::Arc<Vec<LimitEntry>>,
 }
 
 impl LimitTable {
@@ -218,35 +220,20 @@ impl LimitTable {
     /// table (e.g. /sns paths) are kept with no limit; rows the preset does not list
     /// at all (a "–" in WECHAT.md) are left out.
     pub fn from_preset(preset: PresetName) -> LimitTable {
-        let entries = PRESET_ROWS
-            .iter()
-            .filter_map(|r| {
-                let limit = match preset {
-                    PresetName::Normal => r.normal,
-                    PresetName::Test => {
-                        // The test table lists exactly the rows with a test figure, plus the
-                        // three /sns rows, which have no figure in either table.
-                        if r.test.is_none() && r.normal.is_some() {
-                            return None;
-                        }
-                        r.test
-                    }
-                    PresetName::None => return None,
-                };
-                Some(LimitEntry {
-                    paths: r.paths.iter().map(|p| p.to_string()).collect(),
-                    limit,
-                    source: LimitSource::Preset,
-                })
-            })
-            .collect();
-        LimitTable { entries }
+        use std::sync::OnceLock;
+        static NORMAL: OnceLock<LimitTable> = OnceLock::new();
+        static TEST: OnceLock<LimitTable> = OnceLock::new();
+        match preset {
+            PresetName::Normal => NORMAL.get_or_init(|| build(preset)).clone(),
+            PresetName::Test => TEST.get_or_init(|| build(preset)).clone(),
+            PresetName::None => LimitTable::default(),
+        }
     }
 
     /// Sets the limit of the quota `path` belongs to (adding a quota if none has it).
     pub fn set(&mut self, path: &str, limit: u64, source: LimitSource) {
-        match self
-            .entries
+        let entries = std::sync::Arc::make_mut(&mut self.entries);
+        match entries
             .iter_mut()
             .find(|e| e.paths.iter().any(|p| p == path))
         {
@@ -254,7 +241,7 @@ impl LimitTable {
                 e.limit = Some(limit);
                 e.source = source;
             }
-            None => self.entries.push(LimitEntry {
+            None => entries.push(LimitEntry {
                 paths: vec![path.to_string()],
                 limit: Some(limit),
                 source,
@@ -271,6 +258,35 @@ impl LimitTable {
 
     pub fn entries(&self) -> &[LimitEntry] {
         &self.entries
+    }
+}
+
+/// Builds a preset's table from [`PRESET_ROWS`].
+fn build(preset: PresetName) -> LimitTable {
+    let entries = PRESET_ROWS
+        .iter()
+        .filter_map(|r| {
+            let limit = match preset {
+                PresetName::Normal => r.normal,
+                PresetName::Test => {
+                    // The test table lists exactly the rows with a test figure, plus the
+                    // three /sns rows, which have no figure in either table.
+                    if r.test.is_none() && r.normal.is_some() {
+                        return None;
+                    }
+                    r.test
+                }
+                PresetName::None => return None,
+            };
+            Some(LimitEntry {
+                paths: r.paths.iter().map(|p| p.to_string()).collect(),
+                limit,
+                source: LimitSource::Preset,
+            })
+        })
+        .collect();
+    LimitTable {
+        entries: std::sync::Arc::new(entries),
     }
 }
 

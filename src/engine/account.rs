@@ -176,7 +176,7 @@ impl AccountRuntime {
 
     /// Every quota worth showing or deciding on: each quota of the limit table that is
     /// watched or has usage, plus each counted path outside the table.
-    pub fn quotas(&self) -> Vec<QuotaStatus> {
+    pub fn quotas(&self) -> Vec<QuotaStatus<'_>> {
         let mut out = Vec::new();
         let mut covered: Vec<&str> = Vec::new();
         for e in self.cfg.limits.entries() {
@@ -209,7 +209,7 @@ impl AccountRuntime {
             let watched = self.is_watched(&e.paths, limit.is_some(), blocked);
             if watched || counted {
                 out.push(QuotaStatus {
-                    paths: e.paths.clone(),
+                    paths: &e.paths,
                     used,
                     local,
                     wechat,
@@ -232,21 +232,21 @@ impl AccountRuntime {
         extra.sort();
         extra.dedup();
         for p in extra {
-            let paths = vec![p.clone()];
+            let paths = std::slice::from_ref(p);
             let (local, mut blocked) = self
                 .usage
-                .get(p)
+                .get(p.as_str())
                 .map_or((0, false), |c| (c.calls, c.blocked));
             let mut used = local;
             let mut limit = None;
             let mut wechat = None;
-            if let Some((polled_used, polled_limit, none_left)) = self.polled_for(&paths) {
+            if let Some((polled_used, polled_limit, none_left)) = self.polled_for(paths) {
                 used = used.max(polled_used);
                 blocked |= none_left;
                 limit = (polled_limit > 0).then_some(polled_limit);
                 wechat = Some(polled_used);
             }
-            let watched = self.is_watched(&paths, limit.is_some(), blocked);
+            let watched = self.is_watched(paths, limit.is_some(), blocked);
             out.push(QuotaStatus {
                 reset_by_clear: !self.not_reset.contains(p),
                 paths,
@@ -297,8 +297,9 @@ impl AccountRuntime {
 
 /// One quota as status shows it and the policy sees it.
 #[derive(Debug, Clone)]
-pub struct QuotaStatus {
-    pub paths: Vec<String>,
+pub struct QuotaStatus<'a> {
+    /// The paths sharing the quota; the first names it.
+    pub paths: &'a [String],
     /// The larger of `local` and `wechat`.
     pub used: u64,
     /// Counted from reports.
@@ -313,16 +314,16 @@ pub struct QuotaStatus {
     pub watched: bool,
 }
 
-impl QuotaStatus {
+impl<'a> QuotaStatus<'a> {
     pub fn ratio(&self) -> Option<f64> {
         self.limit
             .filter(|l| *l > 0)
             .map(|l| self.used as f64 / l as f64)
     }
 
-    pub fn view(&self) -> QuotaView {
+    pub fn view(&self) -> QuotaView<'a> {
         QuotaView {
-            api: self.paths[0].clone(),
+            api: &self.paths[0],
             used: self.used,
             limit: self.limit,
             blocked: self.blocked,
@@ -334,7 +335,7 @@ impl QuotaStatus {
 /// The policy's view of `acct`; `quotas` must come from `acct.quotas()`.
 pub fn view<'a>(
     acct: &'a AccountRuntime,
-    quotas: &'a [QuotaView],
+    quotas: &'a [QuotaView<'a>],
     dry_run: bool,
     now: Timestamp,
 ) -> AccountView<'a> {

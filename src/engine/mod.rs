@@ -308,7 +308,8 @@ impl Engine {
             let idx = *st.by_name.get(name)?;
             let dry_run = st.config.daemon.dry_run;
             let acct = &st.accounts[idx];
-            let quotas: Vec<_> = acct.quotas().iter().map(|q| q.view()).collect();
+            let statuses = acct.quotas();
+            let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
             let view = account::view(acct, &quotas, dry_run, now);
             let left = view.clears_left();
             let decision = policy::decide_manual(&view, force, reason, now);
@@ -332,7 +333,8 @@ impl Engine {
     fn decide_and_start(&self, st: &mut State, idx: usize, now: Timestamp) {
         let dry_run = st.config.daemon.dry_run;
         let acct = &mut st.accounts[idx];
-        let quotas: Vec<_> = acct.quotas().iter().map(|q| q.view()).collect();
+        let statuses = acct.quotas();
+        let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
         let view = account::view(acct, &quotas, dry_run, now);
         let left = view.clears_left();
         let decision = policy::decide(&view, now);
