@@ -65,6 +65,8 @@ pub struct Engine {
 
 struct Inner {
     clock: Clock,
+    /// The same `Arc` as `State::config`, readable without the state lock.
+    config: std::sync::RwLock<Arc<Config>>,
     metrics: crate::metrics::Metrics,
     alerts: crate::alerts::Alerter,
     store: Store,
@@ -108,6 +110,7 @@ impl Engine {
         state.set_accounts(fresh);
         Ok(Engine {
             inner: Arc::new(Inner {
+                config: std::sync::RwLock::new(state.config.clone()),
                 clock,
                 metrics: crate::metrics::Metrics::default(),
                 alerts: crate::alerts::Alerter::new(config.alerts.clone()),
@@ -150,8 +153,14 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The config in force. Its own lock, so the API's token check and readers do not
+    /// contend with reports for the state.
     pub fn config(&self) -> Arc<Config> {
-        self.lock().config.clone()
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -197,12 +206,12 @@ impl Engine {
             let acct = &mut st.accounts[idx];
             match item.what {
                 Reported::Calls(n) => {
-                    let c = acct.usage.entry(item.api.clone()).or_default();
+                    let c = path_count(&mut acct.usage, &item.api);
                     c.calls = c.calls.saturating_add(n);
                     c.dirty = true;
                 }
                 Reported::Errcode(45009) => {
-                    let c = acct.usage.entry(item.api.clone()).or_default();
+                    let c = path_count(&mut acct.usage, &item.api);
                     if !c.blocked {
                         info!(event = "blocked", account = %acct.cfg.name, api = %item.api, "reported 45009 (daily limit reached)");
                     }
@@ -215,10 +224,12 @@ impl Engine {
                     continue;
                 }
             }
-            if !touched.contains(&idx) {
+            if touched.last() != Some(&idx) {
                 touched.push(idx);
             }
         }
+        touched.sort_unstable();
+        touched.dedup();
         for idx in touched {
             self.decide_and_start(&mut st, idx, now);
         }
@@ -392,6 +403,7 @@ impl Engine {
         }
         self.inner.alerts.update(config.alerts.clone());
         st.config = Arc::new(config);
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = st.config.clone();
         st.set_accounts(accounts);
         Ok(())
     }
@@ -469,6 +481,15 @@ impl State {
             }
         }
     }
+}
+
+/// The count for `api`, created at zero if new. Looks up before inserting so the hot
+/// path (a path already counted today) copies no string.
+fn path_count<'a>(usage: &'a mut HashMap<String, PathCount>, api: &str) -> &'a mut PathCount {
+    if !usage.contains_key(api) {
+        usage.insert(api.to_string(), PathCount::default());
+    }
+    usage.get_mut(api).expect("inserted above")
 }
 
 /// Runtimes for `accounts`: taken from `old` (by appid) when there, else loaded from
