@@ -448,13 +448,11 @@ async fn alerts_reach_a_local_receiver_once_not_repeatedly() {
             &format!("[[alerts]]\nkind = \"webhook\"\nurl = \"{hook}\"\nevents = [\"cleared\", \"budget_low\"]\n\n[[accounts]]"),
         );
         let d = Daemon::start(&setup.config, &[]);
-        for _ in 0..3 {
-            d.report(BLOCKED)
-                .await;
-            let n = sim.sim.clears_charged(APPID);
+        for n in 1..=3 {
+            d.report(BLOCKED).await;
             wait_for("a clear", Duration::from_secs(10), || async {
                 let s = d.shop().await;
-                (sim.sim.clears_charged(APPID) > n && s["clears"]["in_flight"] == false)
+                (sim.sim.clears_charged(APPID) == n && s["clears"]["in_flight"] == false)
                     .then_some(())
             })
             .await;
