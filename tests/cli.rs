@@ -140,3 +140,15 @@ async fn readme_first_command_simulates_a_threshold_clear() {
     .await
     .expect("within the time limit");
 }
+
+#[test]
+fn the_packaged_production_config_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
+    let out = bin().arg("-c").arg(&path).arg("check").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
