@@ -60,6 +60,26 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one request to WeChat by endpoint and errcode ("0" for success, or
+    /// "http_502", "timeout", "unreadable", "connect").
+    pub fn count_wechat(&self, endpoint: &str, result: Result<(), &crate::wechat::WechatError>) {
+        use crate::wechat::WechatError;
+        let errcode = match result {
+            Ok(()) => "0".to_string(),
+            Err(WechatError::Api { errcode, .. }) => errcode.to_string(),
+            Err(WechatError::Http { status }) => format!("http_{status}"),
+            Err(WechatError::Timeout) => "timeout".into(),
+            Err(WechatError::Unreadable(_)) => "unreadable".into(),
+            Err(WechatError::Connect(_)) => "connect".into(),
+        };
+        self.wechat_requests
+            .get_or_create(&EndpointErrcode {
+                endpoint: endpoint.to_string(),
+                errcode,
+            })
+            .inc();
+    }
+
     /// The text exposition: the counters plus gauges from `status`.
     pub fn render(&self, status: &StatusDoc) -> String {
         let mut reg = Registry::with_prefix("wxquotad");

@@ -257,6 +257,28 @@ async fn metrics_parse_and_move_with_reports() {
             sample(&after, "wxquotad_account_state", "state=\"ok\""),
             Some(1.0)
         );
+        // A clear moves the WeChat request and clear attempt counters.
+        let (_, a) = d
+            .post("/v1/accounts/shop/clear", r#"{"force": true}"#)
+            .await;
+        assert_eq!(a["outcome"], "cleared", "{a}");
+        let after = parse_metrics(&d.get("/metrics").await.text().await.unwrap());
+        for (endpoint, want) in [
+            ("/cgi-bin/stable_token", 1.0),
+            ("/cgi-bin/clear_quota", 1.0),
+        ] {
+            let label = format!("endpoint=\"{endpoint}\",errcode=\"0\"");
+            assert_eq!(
+                sample(&after, "wxquotad_wechat_requests_total", &label),
+                Some(want),
+                "{endpoint}"
+            );
+        }
+        assert_eq!(
+            sample(&after, "wxquotad_clear_attempts_total", "outcome=\"ok\""),
+            Some(1.0)
+        );
+        assert_eq!(sample(&after, "wxquotad_clears_used", "shop"), Some(1.0));
         // Counters end in _total; nothing secret is there.
         let text = d.get("/metrics").await.text().await.unwrap();
         assert!(!text.contains(SECRET));

@@ -233,13 +233,6 @@ impl Job {
                 (Method::Token, Some(t)) => self.client.clear_quota(t, &self.appid).await,
                 _ => self.client.clear_quota_v2(&self.appid, &self.secret).await,
             };
-            engine.count_wechat_request(
-                match method {
-                    Method::Token => "/cgi-bin/clear_quota",
-                    Method::AppSecret => "/cgi-bin/clear_quota/v2",
-                },
-                &answer,
-            );
             let settled_at = engine.clock().now();
             let settlement = match &answer {
                 Ok(()) => Settlement {

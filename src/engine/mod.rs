@@ -95,7 +95,8 @@ impl Engine {
     /// counters, this and last month's ledger, and accounts left in `error`.
     pub fn new(config: Config, store: Store, clock: Clock) -> Result<Engine, StoreError> {
         let now = clock.now();
-        let client = WechatClient::new(&config.wechat.base_url, config.wechat.timeout);
+        let metrics = crate::metrics::Metrics::default();
+        let client = observed_client(&config, &metrics);
         let mut state = State {
             config: Arc::new(config.clone()),
             client,
@@ -112,7 +113,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 config: std::sync::RwLock::new(state.config.clone()),
                 clock,
-                metrics: crate::metrics::Metrics::default(),
+                metrics,
                 alerts: crate::alerts::Alerter::new(config.alerts.clone()),
                 store,
                 tasks: Mutex::new(Vec::new()),
@@ -399,7 +400,7 @@ impl Engine {
         if config.wechat.base_url != st.config.wechat.base_url
             || config.wechat.timeout != st.config.wechat.timeout
         {
-            st.client = WechatClient::new(&config.wechat.base_url, config.wechat.timeout);
+            st.client = observed_client(&config, &self.inner.metrics);
         }
         self.inner.alerts.update(config.alerts.clone());
         st.config = Arc::new(config);
@@ -481,6 +482,14 @@ impl State {
             }
         }
     }
+}
+
+/// A WeChat client for `config` whose every request is counted in `metrics`.
+fn observed_client(config: &Config, metrics: &crate::metrics::Metrics) -> WechatClient {
+    let metrics = metrics.clone();
+    WechatClient::new(&config.wechat.base_url, config.wechat.timeout).with_observer(Arc::new(
+        move |endpoint, result| metrics.count_wechat(endpoint, result),
+    ))
 }
 
 /// The count for `api`, created at zero if new. Looks up before inserting so the hot

@@ -107,7 +107,6 @@ impl Engine {
             }
             let answer = client.get_api_quota(&token, path).await;
             made += 1;
-            self.count_wechat_request("/cgi-bin/openapi/quota/get", &answer);
             if self.record_poll(job, path, answer).await == Next::SkipAccount {
                 break;
             }
@@ -228,7 +227,6 @@ impl Engine {
         let mut checked = 0;
         for path in &job.paths {
             let answer = client.get_api_quota(&token, path).await;
-            self.count_wechat_request("/cgi-bin/openapi/quota/get", &answer);
             let Ok(q) = answer else { continue };
             checked += 1;
             let was = before.get(path).copied().unwrap_or(0);
@@ -247,24 +245,5 @@ impl Engine {
         if not_reset.is_empty() {
             info!(event = "clear_checked", account = %job.name, paths = checked, "WeChat's counts went back to zero");
         }
-    }
-
-    /// Counts one WeChat request for `/metrics`.
-    pub(crate) fn count_wechat_request<T>(&self, endpoint: &str, answer: &Result<T, WechatError>) {
-        let errcode = match answer {
-            Ok(_) => "0".to_string(),
-            Err(WechatError::Api { errcode, .. }) => errcode.to_string(),
-            Err(WechatError::Http { status }) => format!("http_{status}"),
-            Err(WechatError::Timeout) => "timeout".into(),
-            Err(WechatError::Unreadable(_)) => "unreadable".into(),
-            Err(WechatError::Connect(_)) => "connect".into(),
-        };
-        self.metrics()
-            .wechat_requests
-            .get_or_create(&crate::metrics::EndpointErrcode {
-                endpoint: endpoint.to_string(),
-                errcode,
-            })
-            .inc();
     }
 }

@@ -33,7 +33,12 @@ const SNIPPET_CHARS: usize = 80;
 pub struct WechatClient {
     base_url: String,
     http: reqwest::Client,
+    observer: Option<Observer>,
 }
+
+/// Told of every request's endpoint path and outcome (e.g. to count them for metrics).
+/// Never sees a query, a token or a secret.
+pub type Observer = std::sync::Arc<dyn Fn(&str, Result<(), &WechatError>) + Send + Sync>;
 
 impl WechatClient {
     /// `base_url` is e.g. `https://api.weixin.qq.com` (a trailing slash is dropped);
@@ -48,7 +53,14 @@ impl WechatClient {
         WechatClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             http,
+            observer: None,
         }
+    }
+
+    /// The same client, reporting every request to `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> WechatClient {
+        self.observer = Some(observer);
+        self
     }
 
     /// `POST /cgi-bin/stable_token` without `force_refresh`: the account's current
@@ -148,6 +160,20 @@ impl WechatClient {
     /// Sends one POST and returns the answer's JSON object when its errcode is absent
     /// or 0. `secrets` are scrubbed from anything of the answer quoted in an error.
     async fn post(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        secrets: &[&str],
+    ) -> Result<Value, WechatError> {
+        let result = self.send(path, query, body, secrets).await;
+        if let Some(observe) = &self.observer {
+            observe(path, result.as_ref().map(|_| ()));
+        }
+        result
+    }
+
+    async fn send(
         &self,
         path: &str,
         query: &[(&str, &str)],

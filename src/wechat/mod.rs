@@ -6,6 +6,6 @@ mod client;
 mod error;
 mod token;
 
-pub use client::{AccessToken, ApiQuota, WechatClient};
+pub use client::{AccessToken, ApiQuota, Observer, WechatClient};
 pub use error::{Action, WechatError};
 pub use token::TokenCache;
