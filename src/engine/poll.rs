@@ -16,6 +16,9 @@ use crate::wechat::{Action, ApiQuota, TokenCache, WechatError};
 /// How long after a successful clear the watched paths are read again.
 pub const CHECK_AFTER_CLEAR: Duration = Duration::from_secs(2);
 
+/// Between two reads of the check after a clear: spaced, not a burst.
+const CHECK_GAP: Duration = Duration::from_millis(100);
+
 /// One account's share of a polling round.
 pub struct PollJob {
     pub appid: String,
@@ -225,7 +228,10 @@ impl Engine {
         };
         let mut not_reset = Vec::new();
         let mut checked = 0;
-        for path in &job.paths {
+        for (i, path) in job.paths.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(CHECK_GAP).await;
+            }
             let answer = client.get_api_quota(&token, path).await;
             let Ok(q) = answer else { continue };
             checked += 1;
