@@ -154,11 +154,7 @@ async fn month_exhausted_by_48006_stops_all_attempts() {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // Clears made by hand on the web platform: WeChat has none left to give.
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::Errcode(48006),
-            times: 100,
-        });
+        sim.fault(Endpoint::ClearQuota, FaultKind::Errcode(48006), 100);
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
         let shop = wait_for("exhausted state", Duration::from_secs(10), || async {
@@ -237,11 +233,7 @@ async fn a_lost_reply_counts_as_spent() {
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::ChargeThenDrop,
-            times: 1,
-        });
+        sim.fault(Endpoint::ClearQuota, FaultKind::ChargeThenDrop, 1);
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
         wait_for("the clear to settle", Duration::from_secs(20), || async {
@@ -263,11 +255,7 @@ async fn token_api_at_45009_falls_back_to_v2() {
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::StableToken,
-            kind: FaultKind::Errcode(45009),
-            times: 100,
-        });
+        sim.fault(Endpoint::StableToken, FaultKind::Errcode(45009), 100);
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
         wait_for("the clear", Duration::from_secs(10), || async {
@@ -370,11 +358,7 @@ async fn secrets_and_tokens_never_appear_in_logs_or_status() {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         // A failing token fetch and a failing v2 clear put the secret near error paths.
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::Errcode(40001),
-            times: 1,
-        });
+        sim.fault(Endpoint::ClearQuota, FaultKind::Errcode(40001), 1);
         let d = Daemon::start(&setup.config, &[("RUST_LOG", "debug")]);
         d.report(BLOCKED).await;
         wait_for("the clear", Duration::from_secs(10), || async {

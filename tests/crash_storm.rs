@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wxquotad::sim::{Endpoint, Fault, FaultKind};
+use wxquotad::sim::{Endpoint, FaultKind};
 use wxquotad::time::Clock;
 
 /// Our budget. WeChat's (the simulator's) is raised far above it, so a 48006 from
@@ -53,11 +53,7 @@ async fn budget_holds_through_kill_9_storm() {
         let mut rng = fastrand::Rng::with_seed(seed);
         let sim = Sim::start(Clock::system()).await;
         sim.sim.set_clear_limit(APPID, SIM_LIMIT);
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::Delay(CLEAR_DELAY),
-            times: 100_000,
-        });
+        sim.fault(Endpoint::ClearQuota, FaultKind::Delay(CLEAR_DELAY), 100_000);
         let setup = Setup::new(
             &sim.url,
             &format!(
@@ -147,11 +143,7 @@ quiet_before_reset = "0s""#
             status["clears"]["used"], spent,
             "status agrees with the ledger"
         );
-        let c = rusqlite::Connection::open(setup.state_db()).unwrap();
-        let ok: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_eq!(setup.integrity_check(), "ok");
     })
     .await
     .expect("within the time limit");

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use wxquotad::sim::{Endpoint, Fault, FaultKind};
+use wxquotad::sim::{Endpoint, FaultKind};
 use wxquotad::time::{parse, Clock};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,11 +25,11 @@ quiet_before_reset = "0s""#,
         );
         // Slow clears, so some kills land while a request is in flight and WeChat
         // charges after the daemon is gone.
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::Delay(Duration::from_millis(250)),
-            times: 1000,
-        });
+        sim.fault(
+            Endpoint::ClearQuota,
+            FaultKind::Delay(Duration::from_millis(250)),
+            1000,
+        );
         let mut rng = fastrand::Rng::with_seed(7);
         for round in 0..10 {
             let d = Daemon::start(&setup.config, &[]);
@@ -56,20 +56,9 @@ quiet_before_reset = "0s""#,
             sim.sim.clears_charged(APPID) >= 1,
             "some clears went through"
         );
-        let c = rusqlite::Connection::open(setup.state_db()).unwrap();
-        let ok: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
-        let in_flight: u32 = c
-            .query_row(
-                "SELECT count(*) FROM clears WHERE outcome = 'in_flight'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(
-            in_flight, 0,
+        assert_eq!(setup.integrity_check(), "ok");
+        assert!(
+            setup.ledger().iter().all(|r| r.0 != "in_flight"),
             "every in-flight attempt was settled at start-up"
         );
     })

@@ -187,11 +187,7 @@ quiet_before_reset = "0s""#,
         assert!(sent.load(Ordering::Relaxed) > 0);
         let shop = d.shop().await;
         assert_eq!(shop["state"], "ok", "a storm of transient faults is not an error");
-        let c = rusqlite::Connection::open(setup.state_db()).unwrap();
-        let ok: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_eq!(setup.integrity_check(), "ok");
     })
     .await
     .expect("within the time limit");

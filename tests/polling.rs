@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use wxquotad::config::{LimitSource, LimitTable, PresetName};
-use wxquotad::sim::{Endpoint, Fault, FaultKind};
+use wxquotad::sim::{Endpoint, FaultKind};
 
 /// A config polling every second, only `apis` (so a round is quick).
 fn polling_setup(sim: &Sim, apis: &str) -> Setup {
@@ -130,11 +130,7 @@ async fn an_account_in_error_is_not_polled() {
         let sim = Sim::start(clock()).await;
         let setup = polling_setup(&sim, r#""/cgi-bin/user/get""#);
         // The server's IP is not in the account's whitelist: 40164 from the clear.
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::ClearQuota,
-            kind: FaultKind::Errcode(40164),
-            times: 1,
-        });
+        sim.fault(Endpoint::ClearQuota, FaultKind::Errcode(40164), 1);
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
         let shop = wait_for("the error state", Duration::from_secs(10), || async {
@@ -198,11 +194,7 @@ async fn an_account_without_a_token_is_skipped_with_one_log_line() {
         let sim = Sim::start(clock()).await;
         let setup = polling_setup(&sim, r#""/cgi-bin/user/get""#);
         // The token API itself is out of quota all day.
-        sim.sim.inject(Fault {
-            endpoint: Endpoint::StableToken,
-            kind: FaultKind::Errcode(45009),
-            times: 1000,
-        });
+        sim.fault(Endpoint::StableToken, FaultKind::Errcode(45009), 1000);
         let d = Daemon::start(&setup.config, &[]);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert_eq!(quota_requests(&sim), 0, "no token, no polls");

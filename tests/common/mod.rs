@@ -41,6 +41,20 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// Queues `times` answers of `kind` for requests to `endpoint`.
+    pub fn fault(
+        &self,
+        endpoint: wxquotad::sim::Endpoint,
+        kind: wxquotad::sim::FaultKind,
+        times: u32,
+    ) {
+        self.sim.inject(wxquotad::sim::Fault {
+            endpoint,
+            kind,
+            times,
+        });
+    }
+
     pub async fn start(clock: Clock) -> Sim {
         let sim = Simulator::new(clock);
         sim.add_account(APPID, SECRET, LimitTable::from_preset(PresetName::Normal));
@@ -126,6 +140,13 @@ secret_file = "{secret}"
             r.get(0)
         })
         .unwrap()
+    }
+
+    /// `PRAGMA integrity_check` on the state file: "ok" when sound.
+    pub fn integrity_check(&self) -> String {
+        let c = rusqlite::Connection::open(self.state_db()).unwrap();
+        c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// Every ledger row as (outcome, errcode, method).
