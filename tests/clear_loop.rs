@@ -378,3 +378,33 @@ async fn secrets_and_tokens_never_appear_in_logs_or_status() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_decides_and_logs_but_never_clears() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+        setup.edit(
+            "log_format = \"json\"",
+            "log_format = \"json\"\ndry_run = true",
+        );
+        let d = Daemon::start(&setup.config, &[]);
+        d.report(BLOCKED).await;
+        let decision = wait_for("the decision", Duration::from_secs(10), || async {
+            d.events_named("decision").into_iter().next()
+        })
+        .await;
+        assert_eq!(decision["outcome"], "dry_run");
+        assert_eq!(decision["gate"], "dry_run");
+        assert!(decision["reason"].as_str().unwrap().contains("would clear"));
+        let (_, a) = d
+            .post("/v1/accounts/shop/clear", r#"{"force": true}"#)
+            .await;
+        assert_eq!(a["outcome"], "refused", "{a}");
+        tokio::time::sleep(Duration::from_millis(2500)).await; // a tick
+        assert_eq!(clear_requests(&sim), 0, "dry run never calls clear_quota");
+        assert!(setup.ledger().is_empty());
+        assert_eq!(d.status().await["dry_run"], true);
+    })
+    .await;
+}

@@ -593,3 +593,31 @@ async fn under_systemd_text_logs_reach_the_journal_with_fields() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_clear_in_flight_settle() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+        sim.fault(
+            wxquotad::sim::Endpoint::ClearQuota,
+            wxquotad::sim::FaultKind::Delay(Duration::from_millis(700)),
+            1,
+        );
+        let d = Daemon::start(&setup.config, &[]);
+        d.report(BLOCKED).await;
+        wait_for(
+            "the clear to be in flight",
+            Duration::from_secs(10),
+            || async { (d.shop().await["clears"]["in_flight"] == true).then_some(()) },
+        )
+        .await;
+        let (code, logs) = d.terminate();
+        assert_eq!(code, Some(0), "{logs}");
+        let ledger = setup.ledger();
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger[0].0, "ok", "settled before exit, not left in flight");
+        assert_eq!(sim.sim.clears_charged(APPID), 1);
+    })
+    .await;
+}
