@@ -621,3 +621,35 @@ async fn sigterm_lets_a_clear_in_flight_settle() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_hanging_up_does_not_cancel_a_clear() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+        sim.fault(
+            wxquotad::sim::Endpoint::ClearQuota,
+            wxquotad::sim::FaultKind::Delay(Duration::from_millis(700)),
+            1,
+        );
+        let d = Daemon::start(&setup.config, &[]);
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let r = impatient
+            .post(d.url("/v1/accounts/shop/clear"))
+            .body(r#"{"force": true}"#)
+            .send()
+            .await;
+        assert!(r.is_err(), "the caller gave up first");
+        let shop = wait_for("the clear to settle", Duration::from_secs(10), || async {
+            let s = d.shop().await;
+            (s["clears"]["last"]["outcome"] == "ok").then_some(s)
+        })
+        .await;
+        assert_eq!(shop["clears"]["in_flight"], false);
+        assert_eq!(setup.ledger()[0].0, "ok");
+    })
+    .await;
+}

@@ -337,7 +337,24 @@ impl Engine {
                 Decision::NotDue => unreachable!("manual decisions are always due"),
             }
         };
-        Some(job.run(self.clone()).await)
+        // Its own task: a caller that hangs up must not cancel a clear mid-request
+        // (the attempt would stay in flight until the next start).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let engine = self.clone();
+        self.track(tokio::spawn(async move {
+            let _ = tx.send(job.run(engine).await);
+        }));
+        Some(rx.await.unwrap_or_else(|_| ClearResult {
+            outcome: ClearOutcome::Failed,
+            reason: "the clear task ended without an outcome".into(),
+        }))
+    }
+
+    /// Keeps a clear task's handle so shutdown can wait for it.
+    fn track(&self, handle: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
     }
 
     /// Decides for account `idx` and, when it should clear, marks it in flight and
@@ -373,12 +390,9 @@ impl Engine {
                 log_decision(&acct.cfg.name, &Decision::Clear(trigger.clone()), left);
                 let job = clear::Job::start(st, idx, trigger);
                 let engine = self.clone();
-                let handle = tokio::spawn(async move {
+                self.track(tokio::spawn(async move {
                     job.run(engine).await;
-                });
-                let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(handle);
+                }));
             }
         }
     }
