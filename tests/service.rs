@@ -537,6 +537,9 @@ async fn under_systemd_text_logs_reach_the_journal_with_fields() {
     impl Drop for Cleanup {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(JOURNAL_SOCKET);
+            // Leave /run as it was: these fail harmlessly unless the folders are empty.
+            let _ = std::fs::remove_dir("/run/systemd/journal");
+            let _ = std::fs::remove_dir("/run/systemd");
         }
     }
     let _cleanup = Cleanup;
