@@ -597,17 +597,23 @@ async fn under_systemd_text_logs_reach_the_journal_with_fields() {
     .await;
 }
 
+/// A daemon whose next clear_quota request takes 700 ms to answer.
+async fn with_a_slow_clear() -> (Sim, Setup, Daemon) {
+    let sim = Sim::start(clock()).await;
+    let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+    sim.fault(
+        wxquotad::sim::Endpoint::ClearQuota,
+        wxquotad::sim::FaultKind::Delay(Duration::from_millis(700)),
+        1,
+    );
+    let d = Daemon::start(&setup.config, &[]);
+    (sim, setup, d)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_a_clear_in_flight_settle() {
     limited(async {
-        let sim = Sim::start(clock()).await;
-        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        sim.fault(
-            wxquotad::sim::Endpoint::ClearQuota,
-            wxquotad::sim::FaultKind::Delay(Duration::from_millis(700)),
-            1,
-        );
-        let d = Daemon::start(&setup.config, &[]);
+        let (sim, setup, d) = with_a_slow_clear().await;
         d.report(BLOCKED).await;
         wait_for(
             "the clear to be in flight",
@@ -628,14 +634,7 @@ async fn sigterm_lets_a_clear_in_flight_settle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_caller_hanging_up_does_not_cancel_a_clear() {
     limited(async {
-        let sim = Sim::start(clock()).await;
-        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        sim.fault(
-            wxquotad::sim::Endpoint::ClearQuota,
-            wxquotad::sim::FaultKind::Delay(Duration::from_millis(700)),
-            1,
-        );
-        let d = Daemon::start(&setup.config, &[]);
+        let (sim, setup, d) = with_a_slow_clear().await;
         let impatient = reqwest::Client::builder()
             .timeout(Duration::from_millis(200))
             .build()
