@@ -634,7 +634,7 @@ async fn sigterm_lets_a_clear_in_flight_settle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_caller_hanging_up_does_not_cancel_a_clear() {
     limited(async {
-        let (sim, setup, d) = with_a_slow_clear().await;
+        let (_sim, setup, d) = with_a_slow_clear().await;
         let impatient = reqwest::Client::builder()
             .timeout(Duration::from_millis(200))
             .build()
