@@ -313,7 +313,11 @@ impl Validator<'_> {
             None,
             false,
         );
-        WechatSettings { base_url, timeout }
+        WechatSettings {
+            base_url,
+            timeout,
+            fallback_urls: Vec::new(),
+        }
     }
 
     fn poll(&mut self, p: super::file::PollFile) -> PollSettings {
