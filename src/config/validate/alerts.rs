@@ -83,10 +83,10 @@ impl Validator<'_> {
         };
         let repeat_after = self.duration(
             a.repeat_after.as_deref(),
-            Duration::from_secs(3600),
+            HOUR,
+            DurationRange::new(Duration::ZERO, 31 * DAY),
             &k.key("repeat_after"),
             None,
-            true,
         );
         Some(AlertSettings {
             kind: kind?,

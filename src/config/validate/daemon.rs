@@ -89,6 +89,42 @@ impl Validator<'_> {
             api_token_file,
             dry_run: d.dry_run.unwrap_or(false),
             log_format,
+            allowed_hosts: self.allowed_hosts(d.allowed_hosts.unwrap_or_default(), &k),
         }
+    }
+
+    /// Host names (or IP addresses) without a port, lowercased, each once.
+    fn allowed_hosts(&mut self, raw: Vec<String>, k: &KeyPath) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, h) in raw.iter().enumerate() {
+            let key = k.key("allowed_hosts").index(i);
+            let host = h.trim().to_ascii_lowercase();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name_ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            let ip_ok = bare.parse::<std::net::IpAddr>().is_ok();
+            if !(name_ok || ip_ok) {
+                self.error(
+                    &key,
+                    None,
+                    format!(
+                        "allowed_hosts entries must be host names or IP addresses without a \
+                         port, like \"wxquotad.internal\"; got {h:?}"
+                    ),
+                );
+            } else if out.iter().any(|o| o == bare) {
+                self.error(
+                    &key,
+                    None,
+                    format!("{h:?} is listed twice; expected each once"),
+                );
+            } else {
+                out.push(bare.to_string());
+            }
+        }
+        out
     }
 }

@@ -6,6 +6,7 @@
 mod accounts;
 mod alerts;
 mod daemon;
+mod parse;
 mod policy;
 mod poll;
 #[cfg(test)]
@@ -32,10 +33,7 @@ pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warnin
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![bare(format!("cannot read the config file: {e}"))]))?;
     let loc = Locator::new(&text);
-    let file: FileConfig = match toml::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => return Err(ConfigErrors(vec![parse_error(path, &text, &loc, &e)])),
-    };
+    let file: FileConfig = parse::parse(path, &text, &loc).map_err(ConfigErrors)?;
     let dir = path.parent().unwrap_or(Path::new(""));
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut v = Validator {
@@ -64,40 +62,6 @@ pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warnin
     }
 }
 
-/// A syntax error, an unknown key or a value of the wrong type, located by the span
-/// toml gives. Values are not echoed for keys that hold secrets.
-fn parse_error(file: &Path, text: &str, loc: &Locator, e: &toml::de::Error) -> ConfigError {
-    let start = e.span().map(|s| s.start);
-    let pos = start.map(|o| line_col(text, o));
-    let key = start.and_then(|o| loc.path_at(o));
-    let account = key.as_ref().and_then(|k| match k.segs() {
-        [locate::Seg::Key(a), locate::Seg::Index(i), ..] if a == "accounts" => loc.account_name(*i),
-        _ => None,
-    });
-    let key = key.map(|k| k.to_string());
-    let secret_key = key
-        .as_deref()
-        .is_some_and(|k| k.ends_with(".secret") || k.ends_with(".url"));
-    let message = if secret_key {
-        "invalid value: expected a string (value not shown: it may be secret)".to_string()
-    } else {
-        let m = e.message().trim().replace('\n', "; ");
-        if !loc.parsed() {
-            format!("invalid TOML: {m}")
-        } else {
-            m.replacen("unknown field", "unknown key", 1)
-        }
-    };
-    ConfigError {
-        file: file.to_path_buf(),
-        line: pos.map(|p| p.0),
-        column: pos.map(|p| p.1),
-        key,
-        account,
-        message,
-    }
-}
-
 /// The name part of the last key of `key`, for messages ("threshold must ...").
 fn leaf(key: &KeyPath) -> String {
     match key.segs().last() {
@@ -105,6 +69,39 @@ fn leaf(key: &KeyPath) -> String {
         _ => key.to_string(),
     }
 }
+
+/// The values a duration key accepts: from `min` to `max`, and zero too when `zero_ok`
+/// (where "0s" means "off" or "none").
+#[derive(Clone, Copy)]
+struct DurationRange {
+    min: Duration,
+    max: Duration,
+    zero_ok: bool,
+}
+
+impl DurationRange {
+    const fn new(min: Duration, max: Duration) -> DurationRange {
+        DurationRange {
+            min,
+            max,
+            zero_ok: min.is_zero(),
+        }
+    }
+
+    /// Zero (off), or from `min` to `max`.
+    const fn off_or(min: Duration, max: Duration) -> DurationRange {
+        DurationRange {
+            min,
+            max,
+            zero_ok: true,
+        }
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
 
 struct Validator<'a> {
     file: &'a Path,
@@ -217,55 +214,49 @@ impl Validator<'_> {
         default
     }
 
-    /// A count: at least `min`, at most u32::MAX; `current` when absent or invalid.
+    /// A count in `range`; `current` when absent or invalid.
     fn count(
         &mut self,
         raw: Option<i64>,
         current: u32,
-        min: u32,
+        range: std::ops::RangeInclusive<u32>,
         key: &KeyPath,
         account: Option<&str>,
     ) -> u32 {
         let Some(n) = raw else { return current };
         match u32::try_from(n) {
-            Ok(v) if v >= min => v,
+            Ok(v) if range.contains(&v) => v,
             _ => {
+                let (min, max) = (range.start(), range.end());
+                let want = if *max == u32::MAX {
+                    format!("a whole number of at least {min}")
+                } else {
+                    format!("a whole number from {min} to {max}")
+                };
                 self.error(
                     key,
                     account,
-                    format!(
-                        "{} must be a whole number of at least {min}, got {n}",
-                        leaf(key)
-                    ),
+                    format!("{} must be {want}, got {n}", leaf(key)),
                 );
                 current
             }
         }
     }
 
-    /// A duration like "30s", "10m" or "2h"; `default` when absent or invalid.
+    /// A duration like "30s", "10m" or "2h" within `range` (every duration has one, so an
+    /// absurd value such as "60000000000000d" is refused here, not found by an overflow
+    /// later); `default` when absent or invalid.
     fn duration(
         &mut self,
         raw: Option<&str>,
         default: Duration,
+        range: DurationRange,
         key: &KeyPath,
         account: Option<&str>,
-        zero_ok: bool,
     ) -> Duration {
         let Some(raw) = raw else { return default };
-        match humantime::parse_duration(raw.trim()) {
-            Ok(d) if zero_ok || !d.is_zero() => d,
-            Ok(_) => {
-                self.error(
-                    key,
-                    account,
-                    format!(
-                        "{} must be longer than zero, e.g. \"10s\"; got {raw:?}",
-                        leaf(key)
-                    ),
-                );
-                default
-            }
+        let d = match humantime::parse_duration(raw.trim()) {
+            Ok(d) => d,
             Err(e) => {
                 self.error(
                     key,
@@ -275,9 +266,42 @@ impl Validator<'_> {
                         leaf(key)
                     ),
                 );
-                default
+                return default;
             }
+        };
+        if d.is_zero() && range.zero_ok {
+            return d;
         }
+        if d.is_zero() && !range.zero_ok && range.min > Duration::ZERO {
+            self.error(
+                key,
+                account,
+                format!(
+                    "{} must be longer than zero, e.g. \"10s\"; got {raw:?}",
+                    leaf(key)
+                ),
+            );
+            return default;
+        }
+        if d < range.min || d > range.max {
+            let off = if range.zero_ok && !range.min.is_zero() {
+                " (or \"0s\")"
+            } else {
+                ""
+            };
+            self.error(
+                key,
+                account,
+                format!(
+                    "{} must be from {} to {}{off}, got {raw:?}",
+                    leaf(key),
+                    config_duration(range.min),
+                    config_duration(range.max)
+                ),
+            );
+            return default;
+        }
+        d
     }
 
     /// An API path in any form `apipath::normalize` accepts, normalised.
@@ -314,6 +338,30 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// A duration as the config would write it, in its largest whole unit ("31d", "100ms")
+/// when there is one; humantime's own format says "1month 13h 26m 24s" for 31 days.
+fn config_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        // A whole number of a unit, short enough to read ("86399s" is not).
+        if ms >= size && ms % size == 0 && ms / size < 1000 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    humantime::format_duration(d).to_string()
 }
 
 /// A secret or token from a file: its content without trailing whitespace; an error

@@ -10,9 +10,9 @@ impl Validator<'_> {
         let interval = self.duration(
             p.interval.as_deref(),
             DEFAULT_POLL_INTERVAL,
+            DurationRange::off_or(SECOND, DAY),
             &k.key("interval"),
             None,
-            true,
         );
         let apis = self.paths(&p.apis.unwrap_or_default(), &k.key("apis"), None);
         for (i, api) in apis.iter().enumerate() {

@@ -56,11 +56,31 @@ fn each_rule_names_key_line_and_what_is_expected() {
         ("[policy]\nthreshold = 1.5\n", "policy.threshold", "in (0, 1], e.g. 0.9; got 1.5", 2),
         ("[policy]\nthreshold = 0\n", "policy.threshold", "(0, 1]", 2),
         ("[policy]\nreserve = 10\n", "policy.reserve", "less than monthly_clears", 2),
-        ("[policy]\nmonthly_clears = 0\n", "policy.monthly_clears", "at least 1, got 0", 2),
+        ("[policy]\nmonthly_clears = 0\n", "policy.monthly_clears", "from 1 to 10, got 0", 2),
         ("[policy]\nmax_clears_per_day = 0\n", "policy.max_clears_per_day", "at least 1", 2),
         ("[policy]\nreserve = -1\n", "policy.reserve", "at least 0, got -1", 2),
+        ("[policy]\nmonthly_clears = 50\n", "policy.monthly_clears", "from 1 to 10, got 50", 2),
+        ("[policy]\nmonthly_api_clears = 51\n", "policy.monthly_api_clears", "from 1 to 50, got 51", 2),
+        ("[policy]\nmonthly_api_clears = 0\n", "policy.monthly_api_clears", "from 1 to 50, got 0", 2),
+        ("[policy]\napi_reserve = 50\n", "policy.api_reserve", "api_reserve must be less than monthly_api_clears", 2),
+        ("[policy]\nmonthly_api_clears = 5\n", "policy.monthly_api_clears", "got api_reserve = 5 and monthly_api_clears = 5", 2),
+        ("[policy]\napi_reserve = -1\n", "policy.api_reserve", "at least 0, got -1", 2),
+        ("[policy]\napi_clears = \"yes\"\n", "policy.api_clears", "expected a boolean", 2),
+        ("[policy]\nconfirm_45009 = 1\n", "policy.confirm_45009", "expected a boolean", 2),
+        ("[policy]\nmin_interval = \"32d\"\n", "policy.min_interval", "from 0s to 31d, got \"32d\"", 2),
+        ("[policy]\nmin_interval = \"60000000000000d\"\n", "policy.min_interval", "from 0s to 31d", 2),
+        ("[wechat]\ntimeout = \"60000000000000d\"\n", "wechat.timeout", "from 100ms to 10m, got \"60000000000000d\"", 2),
+        ("[wechat]\ntimeout = \"10ms\"\n", "wechat.timeout", "from 100ms to 10m", 2),
+        ("[wechat]\nfallback_urls = [\"https://api2.weixin.qq.com\", \"api3\"]\n", "wechat.fallback_urls[1]", "each of fallback_urls must be an http:// or https:// URL", 2),
+        ("[wechat]\nfallback_urls = [\"https://api.weixin.qq.com/\"]\n", "wechat.fallback_urls[0]", "already base_url", 2),
+        ("[poll]\ninterval = \"500ms\"\n", "poll.interval", "from 1s to 1d (or \"0s\")", 2),
+        ("[poll]\ninterval = \"2d\"\n", "poll.interval", "from 1s to 1d", 2),
+        ("[[alerts]]\nkind = \"wecom\"\nurl = \"https://x\"\nrepeat_after = \"100d\"\n", "alerts[0].repeat_after", "from 0s to 31d", 4),
+        ("[daemon]\nallowed_hosts = [\"ok.example\", \"evil.example:80\"]\n", "daemon.allowed_hosts[1]", "without a port", 2),
+        ("[daemon]\nallowed_hosts = [\"a b\"]\n", "daemon.allowed_hosts[0]", "host names or IP addresses", 2),
+        ("[daemon]\nallowed_hosts = [\"A.example\", \"a.example\"]\n", "daemon.allowed_hosts[1]", "listed twice", 2),
         ("[policy]\nmin_interval = \"ten\"\n", "policy.min_interval", "duration like \"30s\"", 2),
-        ("[policy]\nquiet_before_reset = \"25h\"\n", "policy.quiet_before_reset", "shorter than a day", 2),
+        ("[policy]\nquiet_before_reset = \"25h\"\n", "policy.quiet_before_reset", "from 0s to 23h 59m 59s", 2),
         ("[policy]\nwatch = [\"/ok\", \"/a b\"]\n", "policy.watch[1]", "expected an API path", 2),
         ("[policy]\nwatch = [\"/a\", \"a\"]\n", "policy.watch[1]", "listed twice", 2),
         ("[daemon]\nlisten = \"localhost\"\n", "daemon.listen", "IP address and port", 2),
@@ -179,7 +199,7 @@ fn syntax_and_type_errors_are_located() {
 fn all_errors_are_collected() {
     let text =
         format!("[policy]\nthreshold = 7\nmax_clears_per_day = 0\n{ACCOUNT}appid_extra_line = 0\n");
-    // An unknown key stops parsing: only that one is reported.
+    // An unknown key is reported alone: the values are checked once the keys are right.
     assert_eq!(errors(&text).len(), 1);
     let text = "[policy]\nthreshold = 7\nmax_clears_per_day = 0\n[[accounts]]\nname = \"x y\"\nappid = \"nope\"\n";
     let keys: Vec<_> = errors(text).into_iter().map(|e| e.key.unwrap()).collect();
@@ -398,4 +418,114 @@ fn unreadable_config_names_the_file() {
             .starts_with("/nonexistent/wxquotad.toml: cannot read"),
         "{errs}"
     );
+}
+
+/// Issue 13: every unknown key and every wrongly typed value is reported, not only the
+/// first, each with its own key and line.
+#[test]
+fn every_unknown_key_and_type_error_is_reported() {
+    let text = format!(
+        "[daemon]\nlisen = \"127.0.0.1:1\"\ndry_run = \"no\"\n\
+         [policy]\nthreshhold = 0.5\nreserve = \"two\"\nwatch = [\"/a\", 3]\n\
+         {ACCOUNT}colour = \"red\"\n[accounts.policy]\nmonthly_clears = \"ten\"\n\
+         [[accounts]]\nname = \"b\"\nsecret = 12345678\n"
+    );
+    let errs = errors(&text);
+    let got: Vec<_> = errs
+        .iter()
+        .map(|e| (e.key.clone().unwrap_or_default(), e.line.unwrap_or(0)))
+        .collect();
+    let want: Vec<(String, usize)> = [
+        ("daemon.lisen", 2),
+        ("daemon.dry_run", 3),
+        ("policy.threshhold", 5),
+        ("policy.reserve", 6),
+        ("policy.watch[1]", 7),
+        ("accounts[0].colour", 12),
+        ("accounts[0].policy.monthly_clears", 14),
+        ("accounts[1].secret", 17),
+    ]
+    .iter()
+    .map(|(k, l)| (k.to_string(), *l))
+    .collect();
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|(_, l)| *l);
+    assert_eq!(sorted, want, "{}", ConfigErrors(errs.clone()));
+    let shown = ConfigErrors(errs.clone()).to_string();
+    assert!(!shown.contains("12345678"), "{shown}");
+    assert!(
+        errs.iter()
+            .filter(|e| e.message.contains("unknown key"))
+            .count()
+            == 3,
+        "{shown}"
+    );
+    assert_eq!(errs[5].account.as_deref(), Some("shop"), "{shown}");
+}
+
+#[test]
+fn new_policy_keys_and_defaults() {
+    let (config, _) = ok(&format!(
+        "[policy]\napi_clears = false\nmonthly_api_clears = 20\napi_reserve = 3\nconfirm_45009 = false\n\
+         {ACCOUNT}[accounts.policy]\napi_reserve = 19\n"
+    ));
+    let p = &config.accounts[0].policy;
+    assert!(!p.api_clears && !p.confirm_45009);
+    assert_eq!((p.monthly_api_clears, p.api_reserve), (20, 19));
+    let d = Policy::default();
+    assert!(d.api_clears && d.confirm_45009);
+    assert_eq!(
+        (
+            d.monthly_clears,
+            d.reserve,
+            d.monthly_api_clears,
+            d.api_reserve
+        ),
+        (10, 2, 50, 5)
+    );
+    // An account's override is checked against the merged budget.
+    let errs = errors(&format!(
+        "[policy]\nmonthly_api_clears = 20\n{ACCOUNT}[accounts.policy]\napi_reserve = 20\n"
+    ));
+    assert_eq!(
+        errs[0].key.as_deref(),
+        Some("accounts[0].policy.api_reserve"),
+        "{}",
+        ConfigErrors(errs.clone())
+    );
+    let (config, _) = ok(
+        "[daemon]\nallowed_hosts = [\"WXQ.Internal\", \"[::1]\", \"10.0.0.5\"]\n\
+         [wechat]\nfallback_urls = [\"https://api2.weixin.qq.com/\", \"http://127.0.0.1:1\"]\n",
+    );
+    assert_eq!(
+        config.daemon.allowed_hosts,
+        ["wxq.internal", "::1", "10.0.0.5"]
+    );
+    assert_eq!(
+        config.wechat.fallback_urls,
+        ["https://api2.weixin.qq.com", "http://127.0.0.1:1"]
+    );
+    let (config, _) = ok("");
+    assert!(config.daemon.allowed_hosts.is_empty() && config.wechat.fallback_urls.is_empty());
+}
+
+/// Issue 9 item 4: every duration has a range, so none can overflow later.
+#[test]
+fn absurd_durations_are_refused_everywhere() {
+    for (table, key) in [
+        ("wechat", "timeout"),
+        ("poll", "interval"),
+        ("policy", "min_interval"),
+        ("policy", "quiet_before_reset"),
+    ] {
+        for value in ["60000000000000d", "18446744073709551615s", "1000y"] {
+            let errs = errors(&format!("[{table}]\n{key} = \"{value}\"\n"));
+            assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+            assert_eq!(errs[0].key.as_deref(), Some(&*format!("{table}.{key}")));
+        }
+    }
+    let errs = errors(
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"http://x\"\nrepeat_after = \"60000000000000d\"\n",
+    );
+    assert_eq!(errs[0].key.as_deref(), Some("alerts[0].repeat_after"));
 }
