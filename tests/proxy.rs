@@ -423,7 +423,11 @@ async fn concurrent_45009s_of_one_account_share_one_clear() {
         sent.sort();
         let want: Vec<String> = (0..8).map(|n| format!("hello {n}")).collect();
         assert_eq!(sent, want);
-        assert_eq!(rig.used(SEND), 8);
+        // At most one count per executed call. (A call that a slow scheduler sent only
+        // after WeChat applied the clear succeeds at once, and its count can fall
+        // before the engine hears the clear worked and starts counters again.)
+        let used = rig.used(SEND);
+        assert!((1..=8).contains(&used), "{used}");
     })
     .await;
 }
