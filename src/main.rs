@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Sim { listen } => {
-            logging::init(config::LogFormat::Text);
+            logging::init_with(config::LogFormat::Text, logging::SIM_FILTER);
             let rt = runtime();
             match rt.block_on(run_sim(&path, listen, cli.config.is_some())) {
                 Ok(()) => ExitCode::SUCCESS,
