@@ -46,9 +46,8 @@ pub fn init(format: LogFormat) -> Sink {
 /// `log_format = "json"` always writes JSON lines to stderr. `default_filter` applies
 /// when `RUST_LOG` is unset.
 pub fn init_with(format: LogFormat, default_filter: &str) -> Sink {
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     if format == LogFormat::Text && std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journal) = tracing_journald::layer() {
             let journal = journal
@@ -68,7 +67,12 @@ pub fn init_with(format: LogFormat, default_filter: &str) -> Sink {
         LogFormat::Text => Sink::Text,
     };
     let _ = tracing_subscriber::registry()
-        .with(LineLayer { json: sink == Sink::Json }.with_filter(filter()))
+        .with(
+            LineLayer {
+                json: sink == Sink::Json,
+            }
+            .with_filter(filter()),
+        )
         .try_init();
     sink
 }
@@ -82,8 +86,7 @@ impl<S: Subscriber> Layer<S> for LineLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let timestamp =
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let level = event.metadata().level().as_str();
         let mut all = Vec::with_capacity(fields.rest.len() + 3);
         all.push(("timestamp", Value::Str(timestamp)));
@@ -270,7 +273,10 @@ mod tests {
         assert_eq!(out.matches('\n').count(), 1, "{out}");
         assert!(out.ends_with('\n'));
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
-        assert!(out.contains("\\n2026") && out.contains("\\r\\u001b[31m\\u2028"), "{out}");
+        assert!(
+            out.contains("\\n2026") && out.contains("\\r\\u001b[31m\\u2028"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -282,6 +288,9 @@ mod tests {
             ("b", Value::Bool(true)),
         ];
         assert_eq!(logfmt_line(&fields), "n=7 i=-1 x=0.95 b=true\n");
-        assert_eq!(json_line(&fields), "{\"n\":7,\"i\":-1,\"x\":0.95,\"b\":true}\n");
+        assert_eq!(
+            json_line(&fields),
+            "{\"n\":7,\"i\":-1,\"x\":0.95,\"b\":true}\n"
+        );
     }
 }

@@ -172,7 +172,8 @@ impl Drop for Run {
 }
 
 /// A reason crafted to forge a log line if control characters were written raw.
-const FORGING_REASON: &str = "ops ticket 7\n2026-11-18T04:00:00Z level=ERROR event=forged \"x=1\"\r\t\u{1b}[31m";
+const FORGING_REASON: &str =
+    "ops ticket 7\n2026-11-18T04:00:00Z level=ERROR event=forged \"x=1\"\r\t\u{1b}[31m";
 
 /// Runs the same scenario with `log_format`: a threshold clear, then a forced clear with
 /// [`FORGING_REASON`]. Returns the log lines, every one read to the end.
@@ -255,7 +256,11 @@ async fn text_logs_are_logfmt_with_the_json_fields_and_cannot_be_forged() {
         for event in ["listening", "decision", "cleared"] {
             let t = events(&text_parsed, event);
             let j = events(&json_parsed, event);
-            assert!(!t.is_empty(), "no {event} in the text log:\n{}", text.join("\n"));
+            assert!(
+                !t.is_empty(),
+                "no {event} in the text log:\n{}",
+                text.join("\n")
+            );
             assert_eq!(t.len(), j.len(), "{event} count");
             for (t, j) in t.iter().zip(&j) {
                 let t: BTreeMap<_, _> = t.iter().cloned().collect();
