@@ -74,8 +74,11 @@ async fn kill_9_loses_at_most_a_few_seconds_of_counts() {
         let d = Daemon::start(&setup.config, &[]);
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 1234}"#)
             .await;
-        // The flush runs every 2 s.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The flush runs every 2 s: wait until the count is on disk, then kill.
+        wait_for("the flush", Duration::from_secs(20), || async {
+            (setup.usage_on_disk("/cgi-bin/menu/get") == Some(1234)).then_some(())
+        })
+        .await;
         d.kill9();
         let d = Daemon::start(&setup.config, &[]);
         let shop = d.shop().await;

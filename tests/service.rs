@@ -131,6 +131,7 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_burst_loses_no_accepted_report() {
+    use std::sync::atomic::{AtomicU64, Ordering};
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, "", "");
@@ -138,25 +139,43 @@ async fn sigterm_during_a_burst_loses_no_accepted_report() {
         let url = d.url("/v1/report");
         let pid = d.child.id();
         let client = reqwest::Client::new();
+        // /sns/userinfo has no daily limit in any preset: no threshold, so no automatic
+        // clear can reset the counter the test reads back.
+        const API: &str = "/sns/userinfo";
+        // Reports answered 200 so far, all workers together.
+        let accepted_reports = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for worker in 0..8u64 {
             let (client, url) = (client.clone(), url.clone());
+            let accepted_reports = accepted_reports.clone();
             tasks.push(tokio::spawn(async move {
+                // Each worker reports until the daemon stops answering 200: the burst
+                // only ends because of the stop, so the SIGTERM lands inside it.
                 let mut accepted = 0u64;
-                for i in 0..400u64 {
+                for i in 0u64.. {
                     let calls = 1 + (worker + i) % 7;
-                    let body = format!(
-                        r#"{{"account": "shop", "api": "/cgi-bin/media/get", "calls": {calls}}}"#
-                    );
+                    let body =
+                        format!(r#"{{"account": "shop", "api": "{API}", "calls": {calls}}}"#);
                     match client.post(&url).body(body).send().await {
-                        Ok(r) if r.status() == 200 => accepted += calls,
-                        _ => {}
+                        Ok(r) if r.status() == 200 => {
+                            accepted += calls;
+                            accepted_reports.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => break,
                     }
                 }
                 accepted
             }));
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Mid-burst: well under way (the daemon accepted 200 reports), still running.
+        wait_for("200 accepted reports", Duration::from_secs(30), || async {
+            (accepted_reports.load(Ordering::SeqCst) >= 200).then_some(())
+        })
+        .await;
+        assert!(
+            tasks.iter().all(|t| !t.is_finished()),
+            "the burst is still running when SIGTERM is sent"
+        );
         signal(pid, "TERM");
         let mut accepted = 0;
         for t in tasks {
@@ -164,17 +183,18 @@ async fn sigterm_during_a_burst_loses_no_accepted_report() {
         }
         let (code, logs) = d.terminate();
         assert_eq!(code, Some(0), "{logs}");
-        assert!(accepted > 0, "some reports got in before the stop");
+        assert!(!logs.contains("\"event\":\"cleared\""), "no clear: {logs}");
         let d = Daemon::start(&setup.config, &[]);
         let shop = d.shop().await;
         let used = shop["apis"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|a| a["api"] == "/cgi-bin/media/get")
+            .find(|a| a["api"] == API)
             .map(|a| a["used"].as_u64().unwrap())
             .unwrap_or(0);
         assert_eq!(used, accepted, "every report that got a 200 was kept");
+        assert_eq!(sim.sim.clears_charged(APPID), 0);
     })
     .await;
 }
@@ -480,7 +500,17 @@ async fn alerts_reach_a_local_receiver_once_not_repeatedly() {
             .await;
         }
         assert_eq!(sim.sim.clears_charged(APPID), 3);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The first clear's alert arrives; the next two are held back (each says so).
+        wait_for("the first alert and two held back", Duration::from_secs(10), || async {
+            let arrived = received.lock().unwrap().iter().any(|v| v["event"] == "cleared");
+            let held = d
+                .events()
+                .iter()
+                .filter(|e| e["message"] == "alert not repeated within repeat_after")
+                .count();
+            (arrived && held >= 2).then_some(())
+        })
+        .await;
         let got = received.lock().unwrap().clone();
         let cleared: Vec<&Value> = got.iter().filter(|v| v["event"] == "cleared").collect();
         assert_eq!(cleared.len(), 1, "one alert per account and event per hour: {got:?}");

@@ -142,6 +142,17 @@ secret_file = "{secret}"
         .unwrap()
     }
 
+    /// The stored count of `api` (any day), `None` before the first flush.
+    pub fn usage_on_disk(&self, api: &str) -> Option<u64> {
+        let c = rusqlite::Connection::open(self.state_db()).ok()?;
+        c.query_row("SELECT max(calls) FROM usage WHERE api = ?1", [api], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten()
+        .map(|n| n as u64)
+    }
+
     /// `PRAGMA integrity_check` on the state file: "ok" when sound.
     pub fn integrity_check(&self) -> String {
         let c = rusqlite::Connection::open(self.state_db()).unwrap();
@@ -173,6 +184,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
+    /// The thread collecting stderr; it ends when the process closes stderr.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn bin() -> Command {
@@ -209,7 +222,7 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        {
+        let reader = {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
@@ -221,8 +234,8 @@ impl Daemon {
                     }
                     logs.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a.parse().expect("listening address"),
             Err(_) => {
@@ -238,6 +251,7 @@ impl Daemon {
             addr,
             logs,
             http: reqwest::Client::new(),
+            reader: Some(reader),
         }
     }
 
@@ -312,8 +326,10 @@ impl Daemon {
     pub fn terminate(mut self) -> (Option<i32>, String) {
         signal(self.child.id(), "TERM");
         let status = wait_exit(&mut self.child, Duration::from_secs(30));
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(100));
+        // The reader thread has taken the last lines once stderr is closed.
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
         (status, self.all_logs())
     }
 
