@@ -134,8 +134,6 @@ mod tests {
 
     #[test]
     fn not_due_is_no_event() {
-        assert!(
-            DecisionEvent::new("shop", &Decision::NotDue, 3, chrono::Utc::now().into()).is_none()
-        );
+        assert!(DecisionEvent::new("shop", &Decision::NotDue, 3, chrono::Utc::now()).is_none());
     }
 }
