@@ -5,6 +5,7 @@ mod account;
 mod clear;
 pub mod decisions;
 mod poll;
+mod proxy;
 pub mod status;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use tracing::{debug, info, warn};
 
 pub use clear::{ClearOutcome, ClearResult};
 pub use decisions::{DecisionEvent, DecisionLog};
+pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
 use crate::config::{Account, Config};
@@ -80,6 +82,8 @@ struct Inner {
     flushing: Mutex<()>,
     /// The latest decision events (`GET /v1/decisions`).
     decisions: DecisionLog,
+    /// What the counting proxy waits on (clears ending) and its forced token refreshes.
+    proxy: proxy::ProxyState,
 }
 
 struct State {
@@ -124,6 +128,7 @@ impl Engine {
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
                 decisions: DecisionLog::default(),
+                proxy: proxy::ProxyState::default(),
             }),
         })
     }
