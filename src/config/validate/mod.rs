@@ -9,6 +9,7 @@ mod daemon;
 mod parse;
 mod policy;
 mod poll;
+mod proxy;
 #[cfg(test)]
 mod tests;
 mod wechat;
@@ -168,6 +169,9 @@ impl Validator<'_> {
         let wechat = self.wechat(f.wechat);
         let policy = self.policy(&Policy::default(), &f.policy, &r.key("policy"), None);
         let poll = self.poll(f.poll);
+        let proxy = f
+            .proxy
+            .map(|p| self.proxy(p, daemon.listen, wechat.timeout));
         let alerts = f
             .alerts
             .into_iter()
@@ -184,6 +188,7 @@ impl Validator<'_> {
             daemon,
             wechat,
             poll,
+            proxy,
             alerts,
             accounts,
         }
