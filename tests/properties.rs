@@ -96,6 +96,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 max_clears_per_day: per_day,
                 quiet_before_reset: Duration::from_secs(quiet),
                 watch: vec![WATCHED.to_string()],
+                ..Policy::default()
             },
         )
 }
@@ -406,8 +407,8 @@ fn policy_toml() -> impl Strategy<Value = PolicyToml> {
     ];
     (
         1u32..=1000,
-        1u32..=31,
-        0u32..31,
+        1u32..=10,
+        0u32..10,
         1u32..=100,
         duration(3 * 86_400),
         duration(86_399),
@@ -425,6 +426,7 @@ fn policy_toml() -> impl Strategy<Value = PolicyToml> {
                     max_clears_per_day: per_day,
                     quiet_before_reset: q,
                     watch: watch.iter().map(|s| s.to_string()).collect(),
+                    ..Policy::default()
                 },
                 min_interval: mi_s,
                 quiet: q_s,

@@ -43,6 +43,10 @@ pub struct DaemonSettings {
     /// Decide and log, never call clear_quota. Default false.
     pub dry_run: bool,
     pub log_format: LogFormat,
+    /// Extra `Host` names the API answers to, besides the listen address and `localhost`
+    /// (SPEC §4: any other Host is refused, against DNS rebinding). Lowercase, without
+    /// port or brackets. Default none.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +60,10 @@ pub enum LogFormat {
 pub struct WechatSettings {
     /// Without a trailing slash. Default https://api.weixin.qq.com.
     pub base_url: String,
-    /// Per request. Default 10 s.
+    /// Tried in order when nothing could be sent to `base_url` (each without a trailing
+    /// slash). Default none.
+    pub fallback_urls: Vec<String>,
+    /// Per request. Default 10 s; 100 ms to 10 min.
     pub timeout: Duration,
 }
 
@@ -122,6 +129,11 @@ impl AlertEvent {
     }
 }
 
+/// WeChat's monthly budget of account clears (`clear_quota`), per account.
+pub const WECHAT_MONTHLY_CLEARS: u32 = 10;
+/// WeChat's monthly budget of per-interface clears (`clearApiQuota`), per account.
+pub const WECHAT_MONTHLY_API_CLEARS: u32 = 50;
+
 /// `[policy]`, merged with an account's `[accounts.policy]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -131,9 +143,18 @@ pub struct Policy {
     pub clear_on_45009: bool,
     /// Monthly clears never spent automatically. Default 2; < monthly_clears.
     pub reserve: u32,
-    /// WeChat's monthly budget per account. Default 10.
+    /// WeChat's monthly budget per account. Default and at most [`WECHAT_MONTHLY_CLEARS`].
     pub monthly_clears: u32,
-    /// Least time between two clears of one account. Default 10 min.
+    /// Reset only the due interface (clearApiQuota) when one is enough. Default true.
+    pub api_clears: bool,
+    /// WeChat's monthly budget of per-interface clears per account. Default and at most
+    /// [`WECHAT_MONTHLY_API_CLEARS`].
+    pub monthly_api_clears: u32,
+    /// Per-interface clears never spent automatically. Default 5; < monthly_api_clears.
+    pub api_reserve: u32,
+    /// Read getApiQuota before spending a clear on a reported 45009. Default true.
+    pub confirm_45009: bool,
+    /// Least time between two clears of one account. Default 10 min; at most 31 days.
     pub min_interval: Duration,
     /// Default 3.
     pub max_clears_per_day: u32,
@@ -149,7 +170,11 @@ impl Default for Policy {
             threshold: 0.9,
             clear_on_45009: true,
             reserve: 2,
-            monthly_clears: 10,
+            monthly_clears: WECHAT_MONTHLY_CLEARS,
+            api_clears: true,
+            monthly_api_clears: WECHAT_MONTHLY_API_CLEARS,
+            api_reserve: 5,
+            confirm_45009: true,
             min_interval: Duration::from_secs(600),
             max_clears_per_day: 3,
             quiet_before_reset: Duration::from_secs(1800),
@@ -338,6 +363,9 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "listen      {} ({auth})", d.listen);
     let _ = writeln!(out, "state_dir   {}", d.state_dir.display());
     let _ = writeln!(out, "dry_run     {}", d.dry_run);
+    if !d.allowed_hosts.is_empty() {
+        let _ = writeln!(out, "hosts       {}", d.allowed_hosts.join(", "));
+    }
     let _ = writeln!(
         out,
         "wechat      {} (timeout {})",
@@ -365,7 +393,8 @@ pub fn summary(config: &Config) -> String {
         let p = &a.policy;
         let _ = writeln!(
             out,
-            "  {} {} {} preset={} clear_via={} watched={} threshold={} reserve={} monthly_clears={}",
+            "  {} {} {} preset={} clear_via={} watched={} threshold={} reserve={} monthly_clears={} \
+             api_clears={}",
             a.name,
             a.appid,
             a.kind.as_str(),
@@ -374,7 +403,12 @@ pub fn summary(config: &Config) -> String {
             a.watched().len(),
             p.threshold,
             p.reserve,
-            p.monthly_clears
+            p.monthly_clears,
+            if p.api_clears {
+                format!("{} (reserve {})", p.monthly_api_clears, p.api_reserve)
+            } else {
+                "off".into()
+            }
         );
     }
     out
