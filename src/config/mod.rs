@@ -4,6 +4,7 @@
 
 mod file;
 mod locate;
+mod platforms;
 pub mod presets;
 mod secret;
 mod validate;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use platforms::{AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
 pub use secret::Secret;
 
@@ -28,6 +30,8 @@ pub struct Config {
     pub poll: PollSettings,
     pub alerts: Vec<AlertSettings>,
     pub accounts: Vec<Account>,
+    /// `[[platforms]]` (SPEC §8).
+    pub platforms: Vec<Platform>,
 }
 
 /// `[daemon]`
@@ -409,6 +413,24 @@ pub fn summary(config: &Config) -> String {
             } else {
                 "off".into()
             }
+        );
+    }
+    if !config.platforms.is_empty() {
+        let _ = writeln!(out, "platforms   {}", config.platforms.len());
+    }
+    for p in &config.platforms {
+        let discover = if p.discover.is_zero() {
+            "pushes only".to_string()
+        } else {
+            format!("discover every {}", humantime::format_duration(p.discover))
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} preset={} {discover} named_authorizers={}",
+            p.name,
+            p.component_appid,
+            p.preset.as_str(),
+            p.authorizers.len()
         );
     }
     out

@@ -7,6 +7,7 @@ mod accounts;
 mod alerts;
 mod daemon;
 mod parse;
+mod platforms;
 mod policy;
 mod poll;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::file::{AccountFile, AlertFile, FileConfig, PolicyFile};
 use super::locate::{self, line_col, KeyPath, Locator};
+pub(super) use accounts::is_appid;
 use super::*;
 
 pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>), ConfigErrors> {
@@ -179,6 +181,7 @@ impl Validator<'_> {
             &policy,
             !f.policy.watch.unwrap_or_default().is_empty(),
         );
+        let platforms = self.platforms(f.platforms, &policy, &accounts);
         Config {
             path: self.file.to_path_buf(),
             daemon,
@@ -186,6 +189,7 @@ impl Validator<'_> {
             poll,
             alerts,
             accounts,
+            platforms,
         }
     }
     /// One of the `options`, or `default` when absent.
