@@ -294,7 +294,10 @@ mod tests {
         let c = MsgCrypt::new(PY_TOKEN, PY_KEY, PY_APPID).unwrap();
         assert_eq!(c.decrypt("not base64!"), Err(CryptError::Base64));
         assert_eq!(c.decrypt(""), Err(CryptError::Malformed));
-        assert_eq!(c.decrypt(&STANDARD.encode([7u8; 20])), Err(CryptError::Malformed));
+        assert_eq!(
+            c.decrypt(&STANDARD.encode([7u8; 20])),
+            Err(CryptError::Malformed)
+        );
         // Right length, wrong key: the padding or the layout does not hold.
         let other = MsgCrypt::new(PY_TOKEN, OA_KEY, PY_APPID).unwrap();
         let enc = other.encrypt("<xml><A>1</A></xml>");
@@ -303,7 +306,10 @@ mod tests {
             let xml = "x".repeat(n);
             assert_eq!(c.decrypt(&c.encrypt(&xml)).unwrap(), xml);
         }
-        assert_eq!(MsgCrypt::new("t", "short", PY_APPID).err(), Some(CryptError::BadKey));
+        assert_eq!(
+            MsgCrypt::new("t", "short", PY_APPID).err(),
+            Some(CryptError::BadKey)
+        );
         assert_eq!(
             MsgCrypt::new("t", &"!".repeat(43), PY_APPID).err(),
             Some(CryptError::BadKey)

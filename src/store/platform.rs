@@ -233,7 +233,12 @@ impl Store {
             c.query_row(
                 "SELECT at, total FROM platform_discoveries WHERE component_appid = ?1",
                 [component_appid],
-                |r| Ok((parse_ts(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64)),
+                |r| {
+                    Ok((
+                        parse_ts(&r.get::<_, String>(0)?),
+                        r.get::<_, i64>(1)? as u64,
+                    ))
+                },
             )
             .optional()
         })
@@ -332,6 +337,9 @@ mod tests {
         assert_eq!(s.authorizers(C).unwrap().len(), 1199);
         assert_eq!(s.last_discovery(C).unwrap().unwrap().1, 1200);
         s.save_refresh_token(C, &listed[0].appid, "rt-new").unwrap();
-        assert_eq!(s.authorizers(C).unwrap()[0].refresh_token.expose(), "rt-new");
+        assert_eq!(
+            s.authorizers(C).unwrap()[0].refresh_token.expose(),
+            "rt-new"
+        );
     }
 }

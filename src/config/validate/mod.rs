@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use super::file::{AccountFile, AlertFile, FileConfig, PolicyFile};
 use super::locate::{self, line_col, KeyPath, Locator};
-pub(super) use accounts::is_appid;
 use super::*;
+pub(super) use accounts::is_appid;
 
 pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>), ConfigErrors> {
     let bare = |message: String| ConfigError {

@@ -136,7 +136,9 @@ impl Validator<'_> {
             self.error(
                 &k.key("component_appid"),
                 acct,
-                format!("appid {appid} is already used by an account or platform; expected each once"),
+                format!(
+                    "appid {appid} is already used by an account or platform; expected each once"
+                ),
             );
         }
 
@@ -414,7 +416,12 @@ mod tests {
     /// Loads `text` with the platform's secret files present (mode 0600) in its directory.
     fn load_text(text: &str) -> Result<(Config, Vec<Warning>), ConfigErrors> {
         let dir = tempfile::tempdir().unwrap();
-        for (name, body) in [("acme.secret", "COMPONENTSECRET"), ("acme.token", "TOKENVALUE"), ("acme.aeskey", KEY), ("bad.aeskey", "tooshort")] {
+        for (name, body) in [
+            ("acme.secret", "COMPONENTSECRET"),
+            ("acme.token", "TOKENVALUE"),
+            ("acme.aeskey", KEY),
+            ("bad.aeskey", "tooshort"),
+        ] {
             let p = dir.path().join(name);
             std::fs::write(&p, body).unwrap();
             #[cfg(unix)]
@@ -456,9 +463,15 @@ mod tests {
         assert_eq!((p.policy.threshold, p.policy.reserve), (0.8, 3));
         let (limits, policy) = p.settings_for("wx1a2b3c4d5e6f7a8b");
         assert_eq!((policy.threshold, policy.reserve), (0.95, 3));
-        assert_eq!(limits.entry_for("/cgi-bin/user/info").unwrap().limit, Some(100));
+        assert_eq!(
+            limits.entry_for("/cgi-bin/user/info").unwrap().limit,
+            Some(100)
+        );
         assert_eq!(p.authorizer_name("wx1a2b3c4d5e6f7a8b"), "brand-a");
-        assert_eq!(p.authorizer_name("wx00000000000000aa"), "acme-wx00000000000000aa");
+        assert_eq!(
+            p.authorizer_name("wx00000000000000aa"),
+            "acme-wx00000000000000aa"
+        );
         let _ = p.crypt();
         // Defaults: discover 1h.
         let (c, _) = load_text(PLATFORM).unwrap();
@@ -469,7 +482,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_the_key() {
-        let acct = "[[accounts]]\nname = \"shop\"\nappid = \"wx448f04719cd48f69\"\nsecret = \"S\"\n";
+        let acct =
+            "[[accounts]]\nname = \"shop\"\nappid = \"wx448f04719cd48f69\"\nsecret = \"S\"\n";
         let cases: Vec<(String, &str, &str)> = vec![
             (PLATFORM.replace("name = \"acme\"\n", ""), "platforms[0].name", "name is missing"),
             (format!("{acct}{}", PLATFORM.replace("\"acme\"", "\"shop\"")), "platforms[0].name", "unique among accounts and platforms"),
@@ -496,7 +510,10 @@ mod tests {
             let errs = errors(&text);
             let hit = errs.iter().find(|e| e.to_string().contains(fragment));
             let Some(e) = hit else {
-                panic!("no error containing {fragment:?} for:\n{text}\ngot:\n{}", ConfigErrors(errs))
+                panic!(
+                    "no error containing {fragment:?} for:\n{text}\ngot:\n{}",
+                    ConfigErrors(errs)
+                )
             };
             if !key.is_empty() {
                 assert_eq!(e.key.as_deref(), Some(key), "{e}");
@@ -515,7 +532,11 @@ mod tests {
         std::fs::write(&path, PLATFORM).unwrap();
         let (c, warnings) = load(&path, LoadOptions { simulate: true }).unwrap();
         assert!(crate::platform::crypto::decode_aes_key(c.platforms[0].aes_key.expose()).is_ok());
-        assert_eq!(warnings.iter().filter(|w| w.0.contains("made-up")).count(), 3, "{warnings:?}");
+        assert_eq!(
+            warnings.iter().filter(|w| w.0.contains("made-up")).count(),
+            3,
+            "{warnings:?}"
+        );
         assert!(load(&path, LoadOptions::default()).is_err());
     }
 }
