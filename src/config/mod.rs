@@ -6,6 +6,7 @@ mod file;
 mod locate;
 mod platforms;
 pub mod presets;
+mod proxy;
 mod secret;
 mod validate;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use platforms::{AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
+pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
 
 /// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.
