@@ -19,6 +19,8 @@ pub(super) struct FileConfig {
     pub policy: PolicyFile,
     #[serde(default)]
     pub poll: PollFile,
+    /// Absent: the proxy is off.
+    pub proxy: Option<ProxyFile>,
     #[serde(default)]
     pub alerts: Vec<AlertFile>,
     #[serde(default)]
@@ -46,6 +48,27 @@ pub(super) struct WechatFile {
     pub base_url: Option<String>,
     pub fallback_urls: Option<Vec<String>>,
     pub timeout: Option<String>,
+}
+
+/// `[proxy]` (SPEC §7).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProxyFile {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub hold: Option<String>,
+    pub timeout: Option<String>,
+    pub max_retry_body: Option<ByteSize>,
+}
+
+/// A size: a string like "1MiB" or "512KiB", or a whole number of bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum ByteSize {
+    Text(String),
+    Bytes(i64),
 }
 
 /// `[policy]`, and `[accounts.policy]` (where every key overrides the global one).
@@ -186,6 +209,7 @@ pub(super) mod tests {
             ("wechat", fields::<WechatFile>()),
             ("policy", fields::<PolicyFile>()),
             ("poll", fields::<PollFile>()),
+            ("proxy", fields::<ProxyFile>()),
             ("alerts", fields::<AlertFile>()),
             ("accounts", fields::<AccountFile>()),
             ("platforms", fields::<PlatformFile>()),

@@ -30,6 +30,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub wechat: WechatSettings,
     pub poll: PollSettings,
+    /// `[proxy]`; `None` when the section is absent (the proxy is off).
+    pub proxy: Option<ProxySettings>,
     pub alerts: Vec<AlertSettings>,
     pub accounts: Vec<Account>,
     /// `[[platforms]]` (SPEC §8).
@@ -393,6 +395,24 @@ pub fn summary(config: &Config) -> String {
         )
     };
     let _ = writeln!(out, "poll        {poll}");
+    match &config.proxy {
+        None => {
+            let _ = writeln!(out, "proxy       off");
+        }
+        Some(p) => {
+            let allow: Vec<String> = p.allow.iter().map(|c| c.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "proxy       {} ({}), allow {}, hold {}, timeout {}, max_retry_body {} bytes",
+                p.listen,
+                if p.tls.is_some() { "https" } else { "http" },
+                allow.join(" "),
+                humantime::format_duration(p.hold),
+                humantime::format_duration(p.timeout),
+                p.max_retry_body
+            );
+        }
+    }
     let _ = writeln!(out, "alerts      {}", config.alerts.len());
     let _ = writeln!(out, "accounts    {}", config.accounts.len());
     for a in &config.accounts {

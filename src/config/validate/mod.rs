@@ -10,6 +10,7 @@ mod parse;
 mod platforms;
 mod policy;
 mod poll;
+mod proxy;
 #[cfg(test)]
 mod tests;
 mod wechat;
@@ -170,6 +171,9 @@ impl Validator<'_> {
         let wechat = self.wechat(f.wechat);
         let policy = self.policy(&Policy::default(), &f.policy, &r.key("policy"), None);
         let poll = self.poll(f.poll);
+        let proxy = f
+            .proxy
+            .map(|p| self.proxy(p, daemon.listen, wechat.timeout));
         let alerts = f
             .alerts
             .into_iter()
@@ -187,6 +191,7 @@ impl Validator<'_> {
             daemon,
             wechat,
             poll,
+            proxy,
             alerts,
             accounts,
             platforms,
