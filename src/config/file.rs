@@ -25,6 +25,8 @@ pub(super) struct FileConfig {
     pub alerts: Vec<AlertFile>,
     #[serde(default)]
     pub accounts: Vec<AccountFile>,
+    #[serde(default)]
+    pub platforms: Vec<PlatformFile>,
 }
 
 /// `[daemon]`
@@ -124,6 +126,40 @@ pub(super) struct AccountFile {
     pub policy: PolicyFile,
 }
 
+/// One `[[platforms]]` (SPEC §8). No `Debug`: it names secret files and may hold secrets.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlatformFile {
+    pub name: Option<String>,
+    pub component_appid: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub message_token_file: Option<PathBuf>,
+    pub message_token_env: Option<String>,
+    pub aes_key_file: Option<PathBuf>,
+    pub aes_key_env: Option<String>,
+    pub discover: Option<String>,
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+    #[serde(default)]
+    pub authorizers: Vec<AuthorizerFile>,
+}
+
+/// One `[[platforms.authorizers]]`: a name and overrides for one authorized account.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorizerFile {
+    pub appid: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -176,6 +212,8 @@ pub(super) mod tests {
             ("proxy", fields::<ProxyFile>()),
             ("alerts", fields::<AlertFile>()),
             ("accounts", fields::<AccountFile>()),
+            ("platforms", fields::<PlatformFile>()),
+            ("platforms.authorizers", fields::<AuthorizerFile>()),
         ] {
             for n in names {
                 keys.push((section, *n));
@@ -205,6 +243,11 @@ pub(super) mod tests {
             let found = match (section, key) {
                 ("", k) => text.contains(&format!("[{k}]")),
                 ("accounts", "limits" | "policy") => text.contains(&format!("[accounts.{key}]")),
+                ("platforms", "limits" | "policy") => text.contains(&format!("[platforms.{key}]")),
+                ("platforms", "authorizers") => text.contains("[[platforms.authorizers]]"),
+                ("platforms.authorizers", "limits" | "policy") => {
+                    text.contains(&format!("[platforms.authorizers.{key}]"))
+                }
                 _ => text.lines().any(|l| documented(l, key)),
             };
             assert!(

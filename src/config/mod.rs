@@ -4,6 +4,7 @@
 
 mod file;
 mod locate;
+mod platforms;
 pub mod presets;
 mod proxy;
 mod secret;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use platforms::{AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
 pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
@@ -32,6 +34,8 @@ pub struct Config {
     pub proxy: Option<ProxySettings>,
     pub alerts: Vec<AlertSettings>,
     pub accounts: Vec<Account>,
+    /// `[[platforms]]` (SPEC §8).
+    pub platforms: Vec<Platform>,
 }
 
 /// `[daemon]`
@@ -431,6 +435,24 @@ pub fn summary(config: &Config) -> String {
             } else {
                 "off".into()
             }
+        );
+    }
+    if !config.platforms.is_empty() {
+        let _ = writeln!(out, "platforms   {}", config.platforms.len());
+    }
+    for p in &config.platforms {
+        let discover = if p.discover.is_zero() {
+            "pushes only".to_string()
+        } else {
+            format!("discover every {}", humantime::format_duration(p.discover))
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} preset={} {discover} named_authorizers={}",
+            p.name,
+            p.component_appid,
+            p.preset.as_str(),
+            p.authorizers.len()
         );
     }
     out

@@ -7,6 +7,7 @@ mod accounts;
 mod alerts;
 mod daemon;
 mod parse;
+mod platforms;
 mod policy;
 mod poll;
 mod proxy;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::file::{AccountFile, AlertFile, FileConfig, PolicyFile};
 use super::locate::{self, line_col, KeyPath, Locator};
 use super::*;
+pub(super) use accounts::is_appid;
 
 pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>), ConfigErrors> {
     let bare = |message: String| ConfigError {
@@ -183,6 +185,7 @@ impl Validator<'_> {
             &policy,
             !f.policy.watch.unwrap_or_default().is_empty(),
         );
+        let platforms = self.platforms(f.platforms, &policy, &accounts);
         Config {
             path: self.file.to_path_buf(),
             daemon,
@@ -191,6 +194,7 @@ impl Validator<'_> {
             proxy,
             alerts,
             accounts,
+            platforms,
         }
     }
     /// One of the `options`, or `default` when absent.
