@@ -122,13 +122,15 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r nginx:           $n"
     echo "round $r wxquotad proxy:  $w"
     awk -v nr="$(field rps "$n")" -v wr="$(field rps "$w")" -v u99="$(field p99_ms "$u")" \
-        -v n99="$(field p99_ms "$n")" -v w99="$(field p99_ms "$w")" -v r="$r" 'BEGIN {
-        printf "round %s: throughput wxquotad/nginx = %.2f; p99 added over direct: nginx %.3f ms, wxquotad %.3f ms\n",
-            r, wr / nr, n99 - u99, w99 - u99 }'
+        -v n99="$(field p99_ms "$n")" -v w99="$(field p99_ms "$w")" -v u50="$(field p50_ms "$u")" \
+        -v n50="$(field p50_ms "$n")" -v w50="$(field p50_ms "$w")" -v r="$r" 'BEGIN {
+        printf "round %s: throughput wxquotad/nginx = %.2f; added over direct: p50 nginx %.3f ms, wxquotad %.3f ms; p99 nginx %.3f ms, wxquotad %.3f ms\n",
+            r, wr / nr, n50 - u50, w50 - u50, n99 - u99, w99 - u99 }'
 done
 counted=$(curl -fs "http://127.0.0.1:$D/metrics" | awk '/^wxquotad_proxied_calls_total\{account="bench",outcome="0"\}/ { print $2 }')
 echo "calls counted for the account by the proxy: $counted"
 
+echo "nginx at 1000 connections: $(run "http://127.0.0.1:$NGX$CALL" 1000)"
 echo "RSS idle: $(mib "$(kib VmRSS "$DAEMON")") MiB"
 c1k=$(run "http://127.0.0.1:$P$CALL" 1000)
 echo "1000 connections: $c1k"

@@ -17,8 +17,10 @@ use super::verdict::Tried;
 /// Answers up to this long are read whole before they go back, so their `errcode` can
 /// be seen (WeChat's JSON answers are far smaller); longer ones stream through.
 const PEEK_BYTES: usize = 64 * 1024;
-/// Idle keep-alive connections kept per WeChat host.
-const IDLE_PER_HOST: usize = 64;
+/// Idle keep-alive connections kept per WeChat host: enough for every client
+/// connection's call to find one after a burst (a smaller pool closes and reopens
+/// connections under load; bench/proxy.sh at 1,000 connections).
+const IDLE_PER_HOST: usize = 1024;
 
 /// A request body: kept whole (small enough to send again) or streamed once.
 pub enum RequestBody {
