@@ -122,6 +122,11 @@ impl AlertEvent {
     }
 }
 
+/// WeChat's monthly budget of account clears (`clear_quota`), per account.
+pub const WECHAT_MONTHLY_CLEARS: u32 = 10;
+/// WeChat's monthly budget of per-interface clears (`clearApiQuota`), per account.
+pub const WECHAT_MONTHLY_API_CLEARS: u32 = 50;
+
 /// `[policy]`, merged with an account's `[accounts.policy]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -131,9 +136,18 @@ pub struct Policy {
     pub clear_on_45009: bool,
     /// Monthly clears never spent automatically. Default 2; < monthly_clears.
     pub reserve: u32,
-    /// WeChat's monthly budget per account. Default 10.
+    /// WeChat's monthly budget per account. Default and at most [`WECHAT_MONTHLY_CLEARS`].
     pub monthly_clears: u32,
-    /// Least time between two clears of one account. Default 10 min.
+    /// Reset only the due interface (clearApiQuota) when one is enough. Default true.
+    pub api_clears: bool,
+    /// WeChat's monthly budget of per-interface clears per account. Default and at most
+    /// [`WECHAT_MONTHLY_API_CLEARS`].
+    pub monthly_api_clears: u32,
+    /// Per-interface clears never spent automatically. Default 5; < monthly_api_clears.
+    pub api_reserve: u32,
+    /// Read getApiQuota before spending a clear on a reported 45009. Default true.
+    pub confirm_45009: bool,
+    /// Least time between two clears of one account. Default 10 min; at most 31 days.
     pub min_interval: Duration,
     /// Default 3.
     pub max_clears_per_day: u32,
@@ -149,7 +163,11 @@ impl Default for Policy {
             threshold: 0.9,
             clear_on_45009: true,
             reserve: 2,
-            monthly_clears: 10,
+            monthly_clears: WECHAT_MONTHLY_CLEARS,
+            api_clears: true,
+            monthly_api_clears: WECHAT_MONTHLY_API_CLEARS,
+            api_reserve: 5,
+            confirm_45009: true,
             min_interval: Duration::from_secs(600),
             max_clears_per_day: 3,
             quiet_before_reset: Duration::from_secs(1800),
@@ -204,15 +222,25 @@ pub struct Account {
 impl Account {
     /// Changes whenever something that could fix a config-level WeChat error changes
     /// (appid, secret, how clears are sent). An account in `error` leaves it when this
-    /// differs from the value recorded with the error. Not a hash of the secret that
-    /// could be reversed: a 64-bit digest of the three fields together.
+    /// differs from the value recorded with the error. SHA-256 (stable across builds and
+    /// releases, unlike std's hasher) over the fields with a domain prefix, cut to 64
+    /// bits: enough to notice a change, and no use for recovering the secret.
     pub fn fingerprint(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.appid.hash(&mut h);
-        self.secret.expose().hash(&mut h);
-        format!("{:?}", self.clear_via).hash(&mut h);
-        format!("{:016x}", h.finish())
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            "wxquotad account fingerprint v1",
+            &self.appid,
+            self.secret.expose(),
+            self.clear_via.as_str(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The quotas that can trigger a clear: the watch list, or every quota with a limit.
