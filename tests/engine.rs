@@ -3,148 +3,16 @@
 //! back-off or a midnight without waiting. Every budget behaviour of SPEC §5 and §6
 //! that needs no real binary is here; the black-box tests keep the rest.
 
+mod common;
+
 use std::time::Duration;
 
-use wxquotad::config::{Config, LimitTable, PresetName};
-use wxquotad::engine::{ClearOutcome, Engine, Report, Reported, Target};
-use wxquotad::sim::{Endpoint, Fault, FaultKind, Simulator};
-use wxquotad::store::{Attempt, AttemptOutcome, ClearKind, Store};
-use wxquotad::time::{parse, Clock, Timestamp};
-
-const APPID: &str = "wx448f04719cd48f69";
-const SECRET: &str = "s3cr3t-appsecret-0123456789abcdef";
-/// A Wednesday noon in Beijing: far from a midnight and a month's end.
-const NOON: &str = "2026-11-18T12:00:00+08:00";
-const USER_GET: &str = "/cgi-bin/user/get";
-const MENU_GET: &str = "/cgi-bin/menu/get";
-
-/// A policy that lets clears follow each other quickly.
-const EAGER: &str =
-    "reserve = 0\nmin_interval = \"0s\"\nmax_clears_per_day = 100\nquiet_before_reset = \"0s\"";
-
-struct Harness {
-    clock: Clock,
-    sim: Simulator,
-    engine: Engine,
-    dir: tempfile::TempDir,
-    config: Config,
-    _sim_task: tokio::task::JoinHandle<()>,
-}
-
-impl Harness {
-    /// An engine for one account "shop" (preset normal), `policy` as the [policy]
-    /// body, `poll` as the [poll] interval, then `tweak` on the loaded config.
-    async fn new(policy: &str, poll: &str, tweak: impl FnOnce(&mut Config)) -> Harness {
-        let clock = Clock::manual(parse(NOON).unwrap());
-        let sim = Simulator::new(clock.clone());
-        sim.add_account(APPID, SECRET, LimitTable::from_preset(PresetName::Normal));
-        let (addr, sim_task) = sim.clone().start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("shop.secret");
-        std::fs::write(&secret, SECRET).unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[daemon]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{state}\"\n\n\
-                 [wechat]\nbase_url = \"http://{addr}\"\ntimeout = \"1s\"\n\n\
-                 [policy]\n{policy}\n\n[poll]\ninterval = \"{poll}\"\n\n\
-                 [[accounts]]\nname = \"shop\"\nappid = \"{APPID}\"\npreset = \"normal\"\nsecret_file = \"{secret}\"\n",
-                state = dir.path().join("state").display(),
-                secret = secret.display(),
-            ),
-        )
-        .unwrap();
-        let (mut config, _) = wxquotad::config::load(&path).expect("the test config loads");
-        tweak(&mut config);
-        let (store, _) = Store::open(&config.daemon.state_dir, clock.now()).unwrap();
-        let engine = Engine::new(config.clone(), store, clock.clone()).unwrap();
-        Harness {
-            clock,
-            sim,
-            engine,
-            dir,
-            config,
-            _sim_task: sim_task,
-        }
-    }
-
-    fn advance(&self, secs: u64) {
-        self.clock.advance(Duration::from_secs(secs));
-    }
-
-    /// One tick (on a blocking thread, as the daemon runs it), then every clear it
-    /// started, to its end.
-    async fn tick(&self) {
-        let e = self.engine.clone();
-        tokio::task::spawn_blocking(move || e.tick()).await.unwrap();
-        self.engine.idle().await;
-    }
-
-    /// Reports `what` for `api` of "shop", then waits for any clear it started.
-    async fn report(&self, api: &str, what: Reported) {
-        self.engine
-            .report(&[Report {
-                target: Target::Account("shop".into()),
-                api: api.into(),
-                what,
-            }])
-            .unwrap();
-        self.engine.idle().await;
-    }
-
-    async fn blocked(&self, api: &str) {
-        self.report(api, Reported::Errcode(45009)).await;
-    }
-
-    fn fault(&self, endpoint: Endpoint, kind: FaultKind, times: u32) {
-        self.sim.inject(Fault {
-            endpoint,
-            kind,
-            times,
-        });
-    }
-
-    /// Requests to `endpoint` so far.
-    fn requests_to(&self, endpoint: &str) -> Vec<Timestamp> {
-        self.sim
-            .requests()
-            .into_iter()
-            .filter(|r| r.endpoint == endpoint)
-            .map(|r| r.at)
-            .collect()
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.sim
-            .requests()
-            .into_iter()
-            .map(|r| r.endpoint)
-            .collect()
-    }
-
-    fn ledger(&self) -> Vec<Attempt> {
-        self.engine
-            .store()
-            .attempts_since(parse("2000-01-01T00:00:00Z").unwrap())
-            .unwrap()
-    }
-
-    fn shop(&self) -> wxquotad::engine::status::AccountStatus {
-        self.engine.account_status("shop").unwrap()
-    }
-}
-
-/// Runs a test body within a generous limit rather than hang CI.
-async fn limited(f: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("test finished within its time limit");
-}
-
-fn no_api_clears(c: &mut Config) {
-    c.accounts[0].policy.api_clears = false;
-}
+use common::harness::*;
+use common::APPID;
+use wxquotad::engine::{ClearOutcome, Report, Reported, Target};
+use wxquotad::sim::{Endpoint, FaultKind};
+use wxquotad::store::{AttemptOutcome, ClearKind};
+use wxquotad::time::parse;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_outcome_ends_the_decision_and_the_next_one_reads_first() {
@@ -581,19 +449,24 @@ async fn removing_and_re_adding_an_account_mid_clear_starts_no_second_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_proxy_can_report_a_45009_and_await_the_clear() {
+async fn a_clear_in_flight_can_be_awaited_by_appid() {
     limited(async {
         let h = Harness::new(EAGER, "0s", |_| {}).await;
         h.sim.set_usage(APPID, USER_GET, 500);
-        let result = h
+        let wait = h
             .engine
-            .blocked_and_wait(APPID, USER_GET)
-            .await
+            .report_blocked(APPID, USER_GET)
+            .unwrap()
             .expect("a clear was started");
-        assert_eq!(result.outcome, ClearOutcome::Cleared, "{result:?}");
+        let in_flight = h.engine.clear_in_flight(APPID).expect("in flight");
+        assert!(wait.cleared().await);
+        assert_eq!(in_flight.outcome().await.outcome, ClearOutcome::Cleared);
         assert_eq!(h.sim.api_clears_charged(APPID), 1);
-        // Nothing under way now (min_interval 0, but not due any more).
-        assert!(h.engine.clear_in_flight(APPID).is_none());
+        h.engine.idle().await;
+        assert!(
+            h.engine.clear_in_flight(APPID).is_none(),
+            "nothing under way now"
+        );
         let _ = &h.dir;
     })
     .await;

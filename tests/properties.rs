@@ -580,8 +580,8 @@ fn policy_toml() -> impl Strategy<Value = PolicyToml> {
     ];
     (
         1u32..=1000,
-        1u32..=31,
-        0u32..31,
+        1u32..=10,
+        0u32..10,
         1u32..=100,
         duration(3 * 86_400),
         duration(86_399),

@@ -34,6 +34,7 @@ pub(super) struct DaemonFile {
     pub api_token_file: Option<PathBuf>,
     pub dry_run: Option<bool>,
     pub log_format: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[wechat]`
@@ -41,6 +42,7 @@ pub(super) struct DaemonFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct WechatFile {
     pub base_url: Option<String>,
+    pub fallback_urls: Option<Vec<String>>,
     pub timeout: Option<String>,
 }
 
@@ -52,6 +54,10 @@ pub(super) struct PolicyFile {
     pub clear_on_45009: Option<bool>,
     pub reserve: Option<i64>,
     pub monthly_clears: Option<i64>,
+    pub api_clears: Option<bool>,
+    pub monthly_api_clears: Option<i64>,
+    pub api_reserve: Option<i64>,
+    pub confirm_45009: Option<bool>,
     pub min_interval: Option<String>,
     pub max_clears_per_day: Option<i64>,
     pub quiet_before_reset: Option<String>,

@@ -5,6 +5,7 @@
 mod file;
 mod locate;
 pub mod presets;
+mod proxy;
 mod secret;
 mod validate;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
+pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
 
 /// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.
@@ -43,6 +45,10 @@ pub struct DaemonSettings {
     /// Decide and log, never call clear_quota. Default false.
     pub dry_run: bool,
     pub log_format: LogFormat,
+    /// Extra `Host` names the API answers to, besides the listen address and `localhost`
+    /// (SPEC §4: any other Host is refused, against DNS rebinding). Lowercase, without
+    /// port or brackets. Default none.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +62,10 @@ pub enum LogFormat {
 pub struct WechatSettings {
     /// Without a trailing slash. Default https://api.weixin.qq.com.
     pub base_url: String,
-    /// Per request. Default 10 s.
+    /// Tried in order when nothing could be sent to `base_url` (each without a trailing
+    /// slash). Default none.
+    pub fallback_urls: Vec<String>,
+    /// Per request. Default 10 s; 100 ms to 10 min.
     pub timeout: Duration,
 }
 
@@ -366,6 +375,9 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "listen      {} ({auth})", d.listen);
     let _ = writeln!(out, "state_dir   {}", d.state_dir.display());
     let _ = writeln!(out, "dry_run     {}", d.dry_run);
+    if !d.allowed_hosts.is_empty() {
+        let _ = writeln!(out, "hosts       {}", d.allowed_hosts.join(", "));
+    }
     let _ = writeln!(
         out,
         "wechat      {} (timeout {})",
@@ -393,7 +405,8 @@ pub fn summary(config: &Config) -> String {
         let p = &a.policy;
         let _ = writeln!(
             out,
-            "  {} {} {} preset={} clear_via={} watched={} threshold={} reserve={} monthly_clears={}",
+            "  {} {} {} preset={} clear_via={} watched={} threshold={} reserve={} monthly_clears={} \
+             api_clears={}",
             a.name,
             a.appid,
             a.kind.as_str(),
@@ -402,7 +415,12 @@ pub fn summary(config: &Config) -> String {
             a.watched().len(),
             p.threshold,
             p.reserve,
-            p.monthly_clears
+            p.monthly_clears,
+            if p.api_clears {
+                format!("{} (reserve {})", p.monthly_api_clears, p.api_reserve)
+            } else {
+                "off".into()
+            }
         );
     }
     out

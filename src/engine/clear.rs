@@ -119,13 +119,13 @@ impl Drop for InFlightGuard {
 
 /// Waits for the outcome of the clear in flight for one appid (see
 /// [`Engine::clear_in_flight`]).
-pub struct ClearWait {
+pub struct InFlightWait {
     rx: watch::Receiver<Option<ClearResult>>,
 }
 
-impl ClearWait {
-    pub(super) fn new(rx: watch::Receiver<Option<ClearResult>>) -> ClearWait {
-        ClearWait { rx }
+impl InFlightWait {
+    pub(super) fn new(rx: watch::Receiver<Option<ClearResult>>) -> InFlightWait {
+        InFlightWait { rx }
     }
 
     /// The clear's result once it has one.
@@ -181,6 +181,11 @@ impl Job {
             End::Failed { reason, .. } | End::Error(reason) => failed(reason.clone()),
         };
         engine.settle_decision(&self.appid, &end);
+        // Wakes proxied calls holding a 45009 for this clear.
+        engine
+            .inner
+            .proxy
+            .clear_ended(&self.appid, result.outcome == ClearOutcome::Cleared);
         let (left, api_left) = engine.budgets_left(&self.appid);
         let (trigger, reason) = (self.trigger.kind(), &self.trigger);
         let via = self.plan.kind().as_str();

@@ -4,6 +4,7 @@
 mod account;
 mod clear;
 mod poll;
+mod proxy;
 pub mod status;
 
 use std::collections::HashMap;
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-pub use clear::{ClearOutcome, ClearResult, ClearWait};
+pub use clear::{ClearOutcome, ClearResult, InFlightWait};
+pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
 use crate::config::{Account, Config};
@@ -76,6 +78,8 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// What the counting proxy waits on (clears ending) and its forced token refreshes.
+    proxy: proxy::ProxyState,
 }
 
 struct State {
@@ -127,6 +131,7 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                proxy: proxy::ProxyState::default(),
             }),
         })
     }
@@ -158,26 +163,11 @@ impl Engine {
 
     /// The clear in flight for `appid`, if one is: its outcome can be awaited
     /// (e.g. by the proxy holding a 45009 answer).
-    pub fn clear_in_flight(&self, appid: &str) -> Option<ClearWait> {
+    pub fn clear_in_flight(&self, appid: &str) -> Option<InFlightWait> {
         let st = self.lock();
         st.in_flight
             .get(appid)
-            .map(|tx| ClearWait::new(tx.subscribe()))
-    }
-
-    /// A 45009 seen for `api` of `appid` (the proxy's path): reported like any other
-    /// report, decided at once, and, when that (or an earlier) decision has a clear in
-    /// flight, its outcome awaited. `None` when no clear is under way (held, not due,
-    /// unknown appid).
-    pub async fn blocked_and_wait(&self, appid: &str, api: &str) -> Option<ClearResult> {
-        let report = Report {
-            target: Target::Appid(appid.to_string()),
-            api: api.to_string(),
-            what: Reported::Errcode(45009),
-        };
-        self.report(std::slice::from_ref(&report)).ok()?;
-        let wait = self.clear_in_flight(appid)?;
-        Some(wait.outcome().await)
+            .map(|tx| InFlightWait::new(tx.subscribe()))
     }
 
     /// Waits until no clear task (nor its follow-up check) is running. For tests and
