@@ -6,6 +6,7 @@
 
 mod ledger;
 mod lock;
+mod platform;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 
 pub use ledger::{Attempt, AttemptOutcome, ClearKind, NewAttempt, Settlement};
 pub use lock::{lock_path, StateLock, LOCK_FILE};
+pub use platform::{ListedAuthorizer, StoredAuthorizer, StoredTicket};
 pub use usage::UsageRow;
 
 use crate::time::Timestamp;
@@ -120,6 +122,7 @@ impl Store {
         if version < 2 {
             self.with(|c| c.execute_batch(SCHEMA_V2))?;
         }
+        self.platform_schema()?;
         Ok(())
     }
 
