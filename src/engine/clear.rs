@@ -678,7 +678,7 @@ impl Engine {
             },
         };
         if !matches!(decision, Decision::Clear(..)) {
-            super::log_decision(&acct.cfg.name, &decision, &view);
+            super::log_decision(&self.inner.decisions, &acct.cfg.name, &decision, &view, now);
         }
         Some(decision)
     }

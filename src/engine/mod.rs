@@ -3,6 +3,7 @@
 
 mod account;
 mod clear;
+pub mod decisions;
 mod poll;
 mod proxy;
 pub mod status;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub use clear::{ClearOutcome, ClearResult, InFlightWait};
+pub use decisions::{DecisionEvent, DecisionLog};
 pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
@@ -78,6 +80,8 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// The latest decision events (`GET /v1/decisions`).
+    decisions: DecisionLog,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
     proxy: proxy::ProxyState,
 }
@@ -131,9 +135,15 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                decisions: DecisionLog::default(),
                 proxy: proxy::ProxyState::default(),
             }),
         })
+    }
+
+    /// The latest decision events, newest first.
+    pub fn decisions(&self, limit: usize) -> Vec<DecisionEvent> {
+        self.inner.decisions.latest(limit)
     }
 
     pub fn clock(&self) -> &Clock {
@@ -401,7 +411,7 @@ impl Engine {
             let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
             let view = account::view(acct, &quotas, dry_run, in_flight, now);
             let decision = policy::decide_manual(&view, force, reason, api, now);
-            log_decision(&acct.cfg.name, &decision, &view);
+            log_decision(&self.inner.decisions, &acct.cfg.name, &decision, &view, now);
             match decision {
                 Decision::Clear(trigger, plan) => clear::Job::start(&mut st, idx, trigger, plan),
                 Decision::Hold(_, hold) => {
@@ -457,16 +467,18 @@ impl Engine {
                 let quiet = matches!(&acct.last_hold, Some((k, at)) if *k == key
                     && (now - *at).to_std().unwrap_or_default() < HOLD_LOG_EVERY);
                 if !quiet {
-                    log_decision(&acct.cfg.name, &decision, &view);
+                    log_decision(&self.inner.decisions, &acct.cfg.name, &decision, &view, now);
                     drop(statuses);
                     st.accounts[idx].last_hold = Some((key, now));
                 }
             }
             Decision::Clear(trigger, plan) => {
                 log_decision(
+                    &self.inner.decisions,
                     &acct.cfg.name,
                     &Decision::Clear(trigger.clone(), plan.clone()),
                     &view,
+                    now,
                 );
                 drop(statuses);
                 st.accounts[idx].last_hold = None;
@@ -676,36 +688,33 @@ fn load_accounts(
     Ok(out)
 }
 
-/// The one structured event per decision (SPEC §5), with the budgets left as the
-/// decision saw them.
-fn log_decision(account: &str, decision: &Decision, view: &AccountView<'_>) {
-    let clears_left = view.clears_left();
-    let api_clears_left = view.api_clears_left();
-    match decision {
-        Decision::NotDue => {}
-        Decision::Clear(t, plan) => info!(
-            event = "decision",
-            account,
-            api = t.api().unwrap_or("-"),
-            trigger = t.kind(),
-            outcome = "clear",
-            kind = plan.kind().as_str(),
-            reason = %t,
-            clears_left,
-            api_clears_left,
-            "clear decided"
-        ),
-        Decision::Hold(t, hold) => info!(
-            event = "decision",
-            account,
-            api = t.api().unwrap_or("-"),
-            trigger = t.kind(),
-            outcome = if matches!(hold, policy::Hold::DryRun) { "dry_run" } else { "hold" },
-            gate = hold.kind(),
-            reason = %hold,
-            clears_left,
-            api_clears_left,
-            "clear held: {t}"
-        ),
-    }
+/// The one structured event per decision (SPEC §5): logged, and kept for
+/// `GET /v1/decisions` with the same fields, with the budgets left as the decision saw
+/// them.
+fn log_decision(
+    decisions: &DecisionLog,
+    account: &str,
+    decision: &Decision,
+    view: &AccountView<'_>,
+    now: Timestamp,
+) {
+    let left = (view.clears_left(), view.api_clears_left());
+    let Some(e) = DecisionEvent::new(account, decision, left, now) else {
+        return;
+    };
+    info!(
+        event = e.event,
+        account = %e.account,
+        api = %e.api,
+        trigger = e.trigger,
+        outcome = e.outcome,
+        kind = e.kind,
+        gate = e.gate,
+        reason = %e.reason,
+        clears_left = e.clears_left,
+        api_clears_left = e.api_clears_left,
+        "{}",
+        e.message
+    );
+    decisions.push(e);
 }

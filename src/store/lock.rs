@@ -3,7 +3,7 @@
 //! the process ends, however it ends). The file holds the owner's pid, so a second
 //! daemon can name the first.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,17 +34,17 @@ impl StateLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
                 let mut holder = String::new();
-                let _ = file.take(64).read_to_string(&mut holder);
+                let _ = (&file).take(64).read_to_string(&mut holder);
                 return Err(StoreError::Locked {
                     dir: state_dir.to_path_buf(),
                     holder: describe(&holder),
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(e) => return Err(io(e.into())),
         }
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;

@@ -363,7 +363,7 @@ fn config_duration(d: Duration) -> String {
         ("s", 1000),
     ] {
         // A whole number of a unit, short enough to read ("86399s" is not).
-        if ms >= size && ms.is_multiple_of(size) && ms / size < 1000 {
+        if ms >= size && ms % size == 0 && ms / size < 1000 {
             return format!("{}{unit}", ms / size);
         }
     }
