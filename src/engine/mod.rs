@@ -80,6 +80,8 @@ struct Inner {
     flushing: Mutex<()>,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
     proxy: proxy::ProxyState,
+    /// Third-party platforms' token caches and discovery state (SPEC §8).
+    platforms: crate::platform::Platforms,
 }
 
 struct State {
@@ -124,8 +126,14 @@ impl Engine {
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
                 proxy: proxy::ProxyState::default(),
+                platforms: crate::platform::Platforms::default(),
             }),
         })
+    }
+
+    /// Third-party platforms: tokens, discovery (SPEC §8).
+    pub fn platforms(&self) -> &crate::platform::Platforms {
+        &self.inner.platforms
     }
 
     pub fn clock(&self) -> &Clock {
