@@ -36,6 +36,25 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
     }
 }
 
+/// What `run`'s command line says over the file (`--listen`, `--dry-run`): applied at
+/// start and again at every reload, so a SIGHUP never silently undoes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub listen: Option<std::net::SocketAddr>,
+    pub dry_run: bool,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.daemon.listen = listen;
+        }
+        if self.dry_run {
+            config.daemon.dry_run = true;
+        }
+    }
+}
+
 /// `run --simulate`: the in-process simulator and the accounts already registered in it.
 struct Simulation {
     sim: Simulator,
@@ -63,7 +82,13 @@ impl Simulation {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
-pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+/// `overrides` are already applied to `config`; reloads apply them again.
+pub async fn run(
+    mut config: Config,
+    path: PathBuf,
+    simulate: bool,
+    overrides: Overrides,
+) -> Result<(), Failure> {
     // Handlers first: a signal that arrives during start-up must not kill the process
     // (SIGHUP's default action would).
     let signals =
@@ -153,7 +178,9 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     };
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
-    signals.wait(&engine, &path, simulation.as_deref()).await;
+    signals
+        .wait(&engine, &path, simulation.as_deref(), overrides)
+        .await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -322,30 +349,41 @@ impl Signals {
     }
 
     /// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
-    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+    async fn wait(
+        mut self,
+        engine: &Engine,
+        path: &Path,
+        simulation: Option<&Simulation>,
+        overrides: Overrides,
+    ) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
                 _ = self.int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
-                _ = self.hup.recv() => reload(engine, path, simulation),
+                _ = self.hup.recv() => reload(engine, path, simulation, overrides),
             }
         }
     }
 }
 
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
-fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>, overrides: Overrides) {
     info!(file = %path.display(), "SIGHUP: reloading config");
     // systemd 252 has no notify-reload; RELOADING=1 with the time, then READY=1.
     match sd_notify::NotifyState::monotonic_usec_now() {
         Ok(t) => notify(&[sd_notify::NotifyState::Reloading, t]),
         Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
     }
-    reload_config(engine, path, simulation);
+    reload_config(engine, path, simulation, overrides);
     notify(&[sd_notify::NotifyState::Ready]);
 }
 
-fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload_config(
+    engine: &Engine,
+    path: &Path,
+    simulation: Option<&Simulation>,
+    overrides: Overrides,
+) {
     let opts = LoadOptions {
         simulate: simulation.is_some(),
     };
@@ -354,6 +392,7 @@ fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) 
             for w in warnings {
                 warn!(file = %path.display(), "{w}");
             }
+            overrides.apply(&mut new);
             if let Some(s) = simulation {
                 s.adapt(&mut new);
             }
