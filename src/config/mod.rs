@@ -5,6 +5,7 @@
 mod file;
 mod locate;
 pub mod presets;
+pub mod read;
 mod secret;
 mod validate;
 
