@@ -119,13 +119,16 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let server = {
         let mut stop = stop_rx.clone();
         let app = crate::api::router(engine.clone());
+        let cap = crate::api::server::connection_cap();
+        info!(
+            connections = cap,
+            "connection cap (below the open-file limit)"
+        );
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            crate::api::server::serve(listener, app, cap, shutdown).await
         })
     };
     let last_tick = Arc::new(AtomicI64::new(now_secs()));
@@ -139,10 +142,11 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Err(e))) => error!(error = %e, "API server error"),
-        Err(_) => warn!("API server did not stop within 10s"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .is_err()
+    {
+        warn!("API server did not stop within 10s");
     }
     let _ = ticker.await;
     poller.abort();

@@ -88,8 +88,8 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
 /// regular file, is too large, is empty, or is not one secret (see [`check_secret`]).
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
     let bytes = read_regular(path, MAX_SECRET_BYTES)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     let value = text.trim_end();
     if value.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -137,14 +137,20 @@ mod tests {
         let e = read_secret_file(&big).unwrap_err();
         assert!(e.contains("5000 bytes, larger than the 4096"), "{e}");
         let e = read_secret_file(dir.path()).unwrap_err();
-        assert!(e.contains("is not a regular file (it is a directory)"), "{e}");
+        assert!(
+            e.contains("is not a regular file (it is a directory)"),
+            "{e}"
+        );
         // /dev/zero would be read until memory runs out.
         let e = read_regular(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err();
         assert!(e.contains("a character device"), "{e}");
         let inner = dir.path().join("inner");
         std::fs::write(&inner, "TOKENPART1\nTOKENPART2\n").unwrap();
         let e = read_secret_file(&inner).unwrap_err();
-        assert!(e.contains("a line break inside") && !e.contains("TOKENPART"), "{e}");
+        assert!(
+            e.contains("a line break inside") && !e.contains("TOKENPART"),
+            "{e}"
+        );
         let crlf = dir.path().join("crlf");
         std::fs::write(&crlf, "TOKEN\r\n").unwrap();
         assert_eq!(read_secret_file(&crlf).unwrap(), "TOKEN");

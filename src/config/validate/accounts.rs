@@ -280,11 +280,7 @@ impl Validator<'_> {
             return match std::env::var(var) {
                 Ok(s) if !s.trim_end().is_empty() => match read::check_secret(s.trim_end()) {
                     Ok(()) => Some(Secret::new(s.trim_end())),
-                    Err(why) => simulated(
-                        self,
-                        &key,
-                        format!("environment variable {var} {why}"),
-                    ),
+                    Err(why) => simulated(self, &key, format!("environment variable {var} {why}")),
                 },
                 Ok(_) => simulated(
                     self,
