@@ -62,6 +62,12 @@ impl Simulation {
 
 /// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
 pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+    // Whatever this process creates (the state directory, the database and its
+    // -wal/-shm files) is private to its user, also outside systemd's UMask=0077.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // Handlers first: a signal that arrives during start-up must not kill the process
     // (SIGHUP's default action would).
     let signals =
@@ -137,7 +143,7 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
-    signals.wait(&engine, &path, simulation.as_deref()).await;
+    signals.wait(&engine, &path, simulation.clone()).await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -153,8 +159,7 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
-    let limit = engine.config().wechat.timeout * 4 + Duration::from_secs(5);
-    engine.shutdown(limit).await;
+    engine.shutdown(settle_limit(engine.config().wechat.timeout)).await;
     if let Some(s) = simulation {
         let _ = std::fs::remove_dir_all(&s.state_dir);
     }
@@ -300,16 +305,69 @@ impl Signals {
         })
     }
 
-    /// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
-    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+    /// Returns on SIGTERM or SIGINT; reloads on SIGHUP. A reload runs on a thread of
+    /// its own, so nothing it does (a file that cannot be read, a slow disk) can keep
+    /// this loop from seeing SIGTERM; a SIGHUP during a reload runs one more after it.
+    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<Arc<Simulation>>) {
+        let mut running: Option<tokio::sync::oneshot::Receiver<()>> = None;
+        let mut again = false;
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
                 _ = self.int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
-                _ = self.hup.recv() => reload(engine, path, simulation),
+                _ = self.hup.recv() => {
+                    if running.is_some() {
+                        warn!("SIGHUP during a reload: reloading again when it ends");
+                        again = true;
+                    } else {
+                        running = Some(spawn_reload(engine, path, simulation.clone()));
+                    }
+                }
+                _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                    running = None;
+                    if std::mem::take(&mut again) {
+                        running = Some(spawn_reload(engine, path, simulation.clone()));
+                    }
+                }
             }
         }
     }
+}
+
+/// Starts a reload on its own thread (not `spawn_blocking`: the runtime waits for those
+/// when it shuts down, and a stuck reload must never hold up the exit). The receiver
+/// completes when the reload ends.
+fn spawn_reload(
+    engine: &Engine,
+    path: &Path,
+    simulation: Option<Arc<Simulation>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, rx) = tokio::sync::oneshot::channel();
+    let (engine, path) = (engine.clone(), path.to_path_buf());
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            // Applying a config may start clears, which are tasks of the runtime.
+            let _in_runtime = runtime.enter();
+            reload(&engine, &path, simulation.as_deref());
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start a thread for the reload; the old config stays in force");
+    }
+    rx
+}
+
+/// How long shutdown waits for clears in flight to settle: four WeChat timeouts and
+/// 5 s, but never past systemd's `TimeoutStopSec=90s`. Checked arithmetic: shutdown
+/// must not panic, whatever the config says.
+fn settle_limit(wechat_timeout: Duration) -> Duration {
+    const MOST: Duration = Duration::from_secs(80);
+    wechat_timeout
+        .checked_mul(4)
+        .and_then(|d| d.checked_add(Duration::from_secs(5)))
+        .map_or(MOST, |d| d.min(MOST))
 }
 
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
@@ -357,5 +415,22 @@ fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) 
                 "config has errors; the old config stays in force"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settle_limit_never_overflows() {
+        assert_eq!(settle_limit(Duration::from_secs(1)), Duration::from_secs(9));
+        assert_eq!(settle_limit(Duration::from_secs(600)), Duration::from_secs(80));
+        // "60000000000000d" (issue 9) used to panic here at SIGTERM.
+        assert_eq!(
+            settle_limit(Duration::from_secs(60_000_000_000_000 * 86_400)),
+            Duration::from_secs(80)
+        );
+        assert_eq!(settle_limit(Duration::MAX), Duration::from_secs(80));
     }
 }
