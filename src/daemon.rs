@@ -159,7 +159,9 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
-    engine.shutdown(settle_limit(engine.config().wechat.timeout)).await;
+    engine
+        .shutdown(settle_limit(engine.config().wechat.timeout))
+        .await;
     if let Some(s) = simulation {
         let _ = std::fs::remove_dir_all(&s.state_dir);
     }
@@ -425,7 +427,10 @@ mod tests {
     #[test]
     fn the_settle_limit_never_overflows() {
         assert_eq!(settle_limit(Duration::from_secs(1)), Duration::from_secs(9));
-        assert_eq!(settle_limit(Duration::from_secs(600)), Duration::from_secs(80));
+        assert_eq!(
+            settle_limit(Duration::from_secs(600)),
+            Duration::from_secs(80)
+        );
         // "60000000000000d" (issue 9) used to panic here at SIGTERM.
         assert_eq!(
             settle_limit(Duration::from_secs(60_000_000_000_000 * 86_400)),
