@@ -6,6 +6,7 @@ mod file;
 mod locate;
 pub mod presets;
 pub mod read;
+mod proxy;
 mod secret;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
+pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
 
 /// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.
