@@ -49,6 +49,8 @@ impl Simulation {
     /// clears must never enter a real ledger), registering new accounts in the simulator.
     fn adapt(&self, config: &mut Config) {
         config.wechat.base_url = self.base_url.clone();
+        // Never fail over from the simulator to a real WeChat host.
+        config.wechat.fallback_urls.clear();
         config.daemon.state_dir = self.state_dir.clone();
         let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         for a in &config.accounts {
@@ -106,7 +108,17 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     info!(file = %store.file().display(), "state opened");
     let listen = config.daemon.listen;
     let accounts = config.accounts.len();
+    let proxy_settings = config.proxy.clone();
     let engine = Engine::new(config, store, clock).map_err(|e| fail(1, e.to_string()))?;
+    // The counting proxy (SPEC §7), ready before systemd is told the daemon is.
+    let proxy = match proxy_settings {
+        Some(settings) => Some(
+            crate::proxy::start(engine.clone(), settings)
+                .await
+                .map_err(|e| fail(1, e))?,
+        ),
+        None => None,
+    };
 
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         fail(
@@ -153,6 +165,10 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
         .is_err()
     {
         warn!("API server did not stop within 10s");
+    }
+    if let Some(p) = proxy {
+        // Calls in flight finish (and are counted) before the final flush.
+        p.stop().await;
     }
     let _ = ticker.await;
     poller.abort();
@@ -399,8 +415,9 @@ fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) 
             let old = engine.config();
             if new.daemon.listen != old.daemon.listen
                 || new.daemon.state_dir != old.daemon.state_dir
+                || new.proxy != old.proxy
             {
-                warn!("listen and state_dir changes take effect at the next restart");
+                warn!("listen, state_dir and [proxy] changes take effect at the next restart");
             }
             let accounts = new.accounts.len();
             match engine.apply_config(new) {

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file → validated runtime types, presets, secrets.
 //! - [`time`]: the clock, and WeChat's days and months (UTC+8).
 //! - [`apipath`]: one name per interface, whatever form a report uses.
+//! - [`platform`]: third-party platforms: push crypto, tickets, authorizers.
 //! - [`policy`]: pure decisions: is an account due, may it be cleared now.
 //! - [`store`]: the SQLite state file: usage counters and the clear ledger.
 //! - [`wechat`]: the WeChat client, token cache, errcode classification.
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod engine;
 pub mod logging;
 pub mod metrics;
+pub mod platform;
 pub mod policy;
 pub mod proxy;
 pub mod sim;

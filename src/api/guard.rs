@@ -19,12 +19,26 @@ use crate::engine::Engine;
 /// 127.0.0.1) carries a foreign `Host`. Both are refused with 403. Tools such as `curl`
 /// send neither an Origin nor a foreign Host, so they keep working.
 pub async fn host_and_origin(State(engine): State<Engine>, req: Request, next: Next) -> Response {
+    if is_signed_push(req.uri().path()) {
+        return next.run(req).await;
+    }
     let config = engine.config();
     let listen = config.daemon.listen.ip();
     if let Err(why) = check(req.headers(), listen, &config.daemon.allowed_hosts) {
         return ApiError(StatusCode::FORBIDDEN, why).into_response();
     }
     next.run(req).await
+}
+
+/// WeChat's platform push (`POST /v1/platforms/{name}/events`, SPEC §8) arrives through
+/// whatever public name the platform's reverse proxy uses; its signature, not its
+/// origin, authenticates it, so it is the one path the check leaves alone.
+fn is_signed_push(path: &str) -> bool {
+    let mut parts = path.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(""), Some("v1"), Some("platforms"), Some(name), Some("events"), None) if !name.is_empty()
+    )
 }
 
 /// The decision of [`host_and_origin`], on the headers alone.
@@ -169,6 +183,15 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn only_the_signed_push_is_exempt() {
+        assert!(is_signed_push("/v1/platforms/acme/events"));
+        assert!(!is_signed_push("/v1/platforms/acme/ticket"));
+        assert!(!is_signed_push("/v1/platforms/acme/events/x"));
+        assert!(!is_signed_push("/v1/platforms//events"));
+        assert!(!is_signed_push("/v1/status"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! error is `{"error": "..."}` with a 4xx status.
 
 pub mod guard;
+pub mod platforms;
 pub mod report;
 pub mod server;
 
@@ -43,6 +44,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/status", get(get_status))
         .route("/v1/accounts/{name}", get(get_account))
         .route("/v1/accounts/{name}/clear", post(post_clear))
+        .merge(platforms::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             engine.clone(),
@@ -50,12 +52,14 @@ pub fn router(engine: Engine) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(platforms::push_routes())
         .merge(authed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A body that trickles in holds a connection: give up on it.
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
-        // Outermost, so every route, the fallback and the status page are covered:
-        // first the Host/Origin check, and around everything the JSON error rewrite.
+        // Outermost, so every route (the status page too), the fallback and routes added
+        // later are covered: first the Host/Origin check, around everything the JSON
+        // error rewrite.
         .layer(middleware::from_fn_with_state(
             engine.clone(),
             guard::host_and_origin,

@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// Largest config file read: 4 MiB (thousands of accounts fit in far less).
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest TLS certificate chain or key file read: 1 MiB.
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// Largest secret or token file read: 4 KiB (AppSecrets are 32 characters, access
 /// tokens a few hundred).
 pub const MAX_SECRET_BYTES: u64 = 4096;
