@@ -36,6 +36,25 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
     }
 }
 
+/// What `run`'s command line says over the file (`--listen`, `--dry-run`): applied at
+/// start and again at every reload, so a SIGHUP never silently undoes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub listen: Option<std::net::SocketAddr>,
+    pub dry_run: bool,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.daemon.listen = listen;
+        }
+        if self.dry_run {
+            config.daemon.dry_run = true;
+        }
+    }
+}
+
 /// `run --simulate`: the in-process simulator and the accounts already registered in it.
 struct Simulation {
     sim: Simulator,
@@ -63,7 +82,13 @@ impl Simulation {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
-pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+/// `overrides` are already applied to `config`; reloads apply them again.
+pub async fn run(
+    mut config: Config,
+    path: PathBuf,
+    simulate: bool,
+    overrides: Overrides,
+) -> Result<(), Failure> {
     // Whatever this process creates (the state directory, the database and its
     // -wal/-shm files) is private to its user, also outside systemd's UMask=0077.
     // SAFETY: umask only sets the process's file-creation mask.
@@ -155,7 +180,9 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
-    signals.wait(&engine, &path, simulation.clone()).await;
+    signals
+        .wait(&engine, &path, simulation.clone(), overrides)
+        .await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -326,7 +353,13 @@ impl Signals {
     /// Returns on SIGTERM or SIGINT; reloads on SIGHUP. A reload runs on a thread of
     /// its own, so nothing it does (a file that cannot be read, a slow disk) can keep
     /// this loop from seeing SIGTERM; a SIGHUP during a reload runs one more after it.
-    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<Arc<Simulation>>) {
+    async fn wait(
+        mut self,
+        engine: &Engine,
+        path: &Path,
+        simulation: Option<Arc<Simulation>>,
+        overrides: Overrides,
+    ) {
         let mut running: Option<tokio::sync::oneshot::Receiver<()>> = None;
         let mut again = false;
         loop {
@@ -338,13 +371,13 @@ impl Signals {
                         warn!("SIGHUP during a reload: reloading again when it ends");
                         again = true;
                     } else {
-                        running = Some(spawn_reload(engine, path, simulation.clone()));
+                        running = Some(spawn_reload(engine, path, simulation.clone(), overrides));
                     }
                 }
                 _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
                     running = None;
                     if std::mem::take(&mut again) {
-                        running = Some(spawn_reload(engine, path, simulation.clone()));
+                        running = Some(spawn_reload(engine, path, simulation.clone(), overrides));
                     }
                 }
             }
@@ -359,6 +392,7 @@ fn spawn_reload(
     engine: &Engine,
     path: &Path,
     simulation: Option<Arc<Simulation>>,
+    overrides: Overrides,
 ) -> tokio::sync::oneshot::Receiver<()> {
     let (done, rx) = tokio::sync::oneshot::channel();
     let (engine, path) = (engine.clone(), path.to_path_buf());
@@ -368,7 +402,7 @@ fn spawn_reload(
         .spawn(move || {
             // Applying a config may start clears, which are tasks of the runtime.
             let _in_runtime = runtime.enter();
-            reload(&engine, &path, simulation.as_deref());
+            reload(&engine, &path, simulation.as_deref(), overrides);
             let _ = done.send(());
         });
     if let Err(e) = spawned {
@@ -389,18 +423,23 @@ fn settle_limit(wechat_timeout: Duration) -> Duration {
 }
 
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
-fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>, overrides: Overrides) {
     info!(file = %path.display(), "SIGHUP: reloading config");
     // systemd 252 has no notify-reload; RELOADING=1 with the time, then READY=1.
     match sd_notify::NotifyState::monotonic_usec_now() {
         Ok(t) => notify(&[sd_notify::NotifyState::Reloading, t]),
         Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
     }
-    reload_config(engine, path, simulation);
+    reload_config(engine, path, simulation, overrides);
     notify(&[sd_notify::NotifyState::Ready]);
 }
 
-fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload_config(
+    engine: &Engine,
+    path: &Path,
+    simulation: Option<&Simulation>,
+    overrides: Overrides,
+) {
     let opts = LoadOptions {
         simulate: simulation.is_some(),
     };
@@ -409,6 +448,7 @@ fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) 
             for w in warnings {
                 warn!(file = %path.display(), "{w}");
             }
+            overrides.apply(&mut new);
             if let Some(s) = simulation {
                 s.adapt(&mut new);
             }

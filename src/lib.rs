@@ -15,14 +15,13 @@
 //! - [`proxy`]: the counting proxy: WeChat's API forwarded, counted, tokens served.
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
-//! - [`cli`], [`client`]: the command line, and its client of the running daemon.
+//! - [`cli`]: the command line, its client of the running daemon, what it prints.
 //! - [`logging`]: text or JSON logs.
 
 pub mod alerts;
 pub mod api;
 pub mod apipath;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
