@@ -34,22 +34,34 @@ impl StateLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                let mut holder = String::new();
-                let _ = (&file).take(64).read_to_string(&mut holder);
-                return Err(StoreError::Locked {
-                    dir: state_dir.to_path_buf(),
-                    holder: describe(&holder),
-                });
+        if let Err(e) = try_flock(&file) {
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(io(e));
             }
-            Err(e) => return Err(io(e.into())),
+            let mut holder = String::new();
+            let _ = (&file).take(64).read_to_string(&mut holder);
+            return Err(StoreError::Locked {
+                dir: state_dir.to_path_buf(),
+                holder: describe(&holder),
+            });
         }
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "pid {}", std::process::id()).map_err(io)?;
         Ok(StateLock { _file: file })
+    }
+}
+
+/// An exclusive flock(2) on `file`, without waiting (EWOULDBLOCK when held elsewhere).
+fn try_flock(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock takes a file descriptor we own (borrowed from `file` for the call)
+    // and two flag bits; it touches no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
