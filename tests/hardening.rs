@@ -510,7 +510,11 @@ async fn a_big_batch_for_one_new_path_is_accepted() {
         let item = r#"{"account": "shop", "api": "/cgi-bin/tags/get", "calls": 1}"#;
         let body = format!("[{}]", vec![item; 5000].join(","));
         let (code, answer) = d.report(&body).await;
-        assert_eq!((code, answer["accepted"].as_u64()), (200, Some(5000)), "{answer}");
+        assert_eq!(
+            (code, answer["accepted"].as_u64()),
+            (200, Some(5000)),
+            "{answer}"
+        );
         let shop = d.shop().await;
         assert_eq!(api_row(&shop, "/cgi-bin/tags/get")["used"], 5000);
     })
