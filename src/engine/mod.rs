@@ -259,6 +259,9 @@ impl Engine {
     /// for every account (time-based gates may have opened), flush counters.
     pub fn tick(&self) {
         let now = self.inner.clock.now();
+        // Notices (and logs, once) a state file deleted or replaced while running;
+        // clears then stop at begin_attempt and /healthz says why.
+        let _ = self.store().check_identity();
         {
             let mut st = self.lock();
             st.roll_all(now);

@@ -116,6 +116,9 @@ impl Store {
     /// month's spent attempts for the appid already reach `budget`; the count and the
     /// insert are one `BEGIN IMMEDIATE` transaction, so two callers cannot both pass.
     pub fn begin_attempt(&self, a: &NewAttempt) -> Result<i64, StoreError> {
+        // Never record (and so never send) a clear into a file that is no longer the
+        // state file: its budget would be lost with it.
+        self.check_identity().map_err(StoreError::Lost)?;
         let month = month_of(a.at);
         let spent = self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

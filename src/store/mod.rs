@@ -4,6 +4,7 @@
 //! Everything is keyed by appid: the monthly budget belongs to the WeChat account,
 //! whatever name the config gives it.
 
+mod identity;
 mod ledger;
 mod platform;
 mod usage;
@@ -39,6 +40,9 @@ pub enum StoreError {
     },
     #[error("state database {file} has schema version {found}, newer than this build knows ({SCHEMA_VERSION}); upgrade wxquotad")]
     TooNew { file: PathBuf, found: i64 },
+    /// The state file was deleted or replaced while running: nothing is recorded.
+    #[error("{0}")]
+    Lost(String),
     /// The attempt would take this month's spent clears past the budget it was given.
     #[error("monthly clear budget of {budget} is spent ({spent} counted this month)")]
     BudgetExhausted { spent: u32, budget: u32 },
@@ -49,6 +53,7 @@ pub enum StoreError {
 pub struct Store {
     file: PathBuf,
     conn: Mutex<Connection>,
+    identity: identity::Identity,
 }
 
 /// What start-up found.
@@ -72,6 +77,7 @@ impl Store {
             source,
         })?;
         let store = Store {
+            identity: identity::Identity::record(&file),
             file,
             conn: Mutex::new(conn),
         };
@@ -84,6 +90,12 @@ impl Store {
         store.migrate()?;
         let in_flight_settled = store.settle_in_flight_as_unknown(now)?;
         Ok((store, Recovery { in_flight_settled }))
+    }
+
+    /// `Err(why)` once the state file was deleted or replaced while running (latched
+    /// until a restart); then no clear attempt can be recorded.
+    pub fn check_identity(&self) -> Result<(), String> {
+        self.identity.check()
     }
 
     /// The database file's path.
@@ -203,6 +215,44 @@ mod tests {
             .with(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_file_stops_attempts() {
+        let now = chrono::Utc::now();
+        let attempt = NewAttempt {
+            appid: "wx448f04719cd48f69".into(),
+            account: "shop".into(),
+            at: now,
+            trigger: "manual".into(),
+            reason: "test".into(),
+            method: "token".into(),
+            budget: 10,
+        };
+        for replace in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (s, _) = Store::open(dir.path(), now).unwrap();
+            assert!(s.check_identity().is_ok());
+            s.begin_attempt(&attempt).unwrap();
+            let file = dir.path().join(FILE_NAME);
+            std::fs::remove_file(&file).unwrap();
+            if replace {
+                std::fs::write(&file, b"").unwrap();
+            }
+            let why = s.check_identity().unwrap_err();
+            assert!(
+                why.contains(if replace {
+                    "was replaced"
+                } else {
+                    "was deleted"
+                }),
+                "{why}"
+            );
+            assert!(matches!(
+                s.begin_attempt(&attempt),
+                Err(StoreError::Lost(_))
+            ));
+        }
     }
 
     #[test]
