@@ -178,6 +178,13 @@ pub async fn run(
     let ticker = spawn_ticker(engine.clone(), last_tick.clone(), stop_rx.clone());
     spawn_watchdog(last_tick, stop_rx.clone());
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
+    // Third-party platforms: discovery when due (SPEC §8).
+    let platforms =
+        crate::platform::tokens::spawn(engine.clone(), Duration::from_secs(1), stop_rx.clone());
+    let sim_pushes = match &simulation {
+        Some(s) => crate::sim::platform::simulate_platforms(&s.sim, &engine.config(), addr),
+        None => Vec::new(),
+    };
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
     signals
@@ -199,6 +206,8 @@ pub async fn run(
     }
     let _ = ticker.await;
     poller.abort();
+    platforms.abort();
+    sim_pushes.iter().for_each(|t| t.abort());
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
