@@ -54,7 +54,7 @@ pub fn router(engine: Engine) -> Router {
             require_token,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/", get(page::get_page))
         .merge(platforms::push_routes())
         .merge(authed)
@@ -70,6 +70,15 @@ pub fn router(engine: Engine) -> Router {
         ))
         .layer(middleware::from_fn(guard::json_errors))
         .with_state(engine)
+}
+
+/// `200 ok`, or 503 with the reason when the daemon cannot record clears (its state file
+/// was deleted or replaced while running).
+async fn healthz(State(engine): State<Engine>) -> Response {
+    match engine.store().check_identity() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => ApiError(StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
 }
 
 /// An API error: status and a message for `{"error": ...}`.
