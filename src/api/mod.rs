@@ -6,6 +6,7 @@ pub mod page;
 pub mod platforms;
 pub mod report;
 pub mod server;
+pub mod status_filter;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -191,8 +192,22 @@ async fn post_report(
     }
 }
 
-async fn get_status(State(engine): State<Engine>) -> Json<crate::engine::StatusDoc> {
-    Json(engine.status())
+async fn get_status(
+    State(engine): State<Engine>,
+    filter: Result<
+        axum::extract::Query<status_filter::StatusFilter>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<crate::engine::StatusDoc>, ApiError> {
+    let axum::extract::Query(filter) = filter.map_err(|e| {
+        bad_request(format!(
+            "invalid filter ({}); expected platform=, state= or account=",
+            e.body_text()
+        ))
+    })?;
+    let mut doc = engine.status();
+    filter.apply(&engine.config(), &mut doc.accounts)?;
+    Ok(Json(doc))
 }
 
 async fn get_account(

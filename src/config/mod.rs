@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use platforms::{AuthorizerSettings, Platform};
+pub use platforms::{looks_generated, AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
 pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::{safe_quote, scrub, Secret};
