@@ -617,6 +617,7 @@ impl Engine {
             }
             End::Refused(_) | End::ApiUnusable(_) | End::Error(_) => {}
         }
+        acct.prune_attempts(now);
     }
 
     /// Applies a getApiQuota read made at the start of a decision. When an earlier
