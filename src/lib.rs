@@ -12,6 +12,7 @@
 //! - [`engine`]: the one place that wires state → policy → client → state.
 //! - [`api`]: the HTTP API (reports, status, clear, health).
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
+//! - [`replay`]: `wxquotad replay`, the engine on a virtual clock over recorded traffic.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
 //! - [`cli`], [`client`]: the command line, and its client of the running daemon.
 //! - [`logging`]: text or JSON logs.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod replay;
 pub mod sim;
 pub mod store;
 pub mod time;

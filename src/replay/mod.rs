@@ -1,0 +1,80 @@
+//! `wxquotad replay` (SPEC §9): a traffic file through the daemon's own engine and
+//! policy on a virtual clock, against the simulator's rules, compared with doing
+//! nothing and with the best schedule of clears.
+//!
+//! Layout:
+//! - [`traffic`]: the JSON Lines file, parsed strictly (errors name the line);
+//! - [`model`]: the minute model (counters, serving, 45009), pure;
+//! - [`oracle`]: the best schedule knowing the whole file;
+//! - [`output`]: the `--json` document and the per-day table.
+
+pub mod model;
+pub mod oracle;
+pub mod output;
+pub mod traffic;
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use model::{DayStats, Quota};
+use traffic::Minute;
+
+/// How the engine sees the traffic (`--source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Every served call and a 45009 for each rejected interface (the default).
+    Reports,
+    /// As reports, and calls rejected in a minute with a clear are retried after it.
+    Proxy,
+    /// Only getApiQuota every `[poll] interval`.
+    Poll,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Reports => "reports",
+            Source::Proxy => "proxy",
+            Source::Poll => "poll",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        [Source::Reports, Source::Proxy, Source::Poll]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// A clear the daemon made during the replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeClear {
+    pub minute: Minute,
+    /// The interface of a per-interface clear; `None` for an account clear.
+    pub api: Option<String>,
+    /// The decision's trigger ("45009", "threshold").
+    pub trigger: String,
+}
+
+/// One account's replay.
+#[derive(Debug, Clone)]
+pub struct AccountRun {
+    pub name: String,
+    pub quotas: Vec<Quota>,
+    /// With the daemon's engine and policy.
+    pub days: BTreeMap<NaiveDate, DayStats>,
+    pub clears: Vec<MadeClear>,
+    /// With no clears.
+    pub none: BTreeMap<NaiveDate, DayStats>,
+    pub oracle: oracle::Best,
+}
+
+/// A whole replay.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub from: Minute,
+    pub to: Minute,
+    pub source: Source,
+    pub accounts: Vec<AccountRun>,
+}
