@@ -8,6 +8,7 @@
 //! - [`oracle`]: the best schedule knowing the whole file;
 //! - [`output`]: the `--json` document and the per-day table.
 
+// mod driver;
 pub mod model;
 pub mod oracle;
 pub mod output;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
+// pub use driver::run;
 use model::{DayStats, Quota};
 use traffic::Minute;
 
@@ -68,6 +70,8 @@ pub struct AccountRun {
     /// With no clears.
     pub none: BTreeMap<NaiveDate, DayStats>,
     pub oracle: oracle::Best,
+    /// The naive rule (clear at the first 45009 whenever a budget allows), per day.
+    pub naive: BTreeMap<NaiveDate, DayStats>,
 }
 
 /// A whole replay.

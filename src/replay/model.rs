@@ -214,6 +214,55 @@ pub fn evaluate(
     days
 }
 
+/// The naive rule, as a baseline: clear at the first rejected call whenever a budget
+/// allows (the per-interface one when one quota is blocked and it has clears left, else
+/// the account's), at most `per_day` a day, no other gate. Budgets are per month and
+/// already less their reserves. Returns the schedule (score it with [`evaluate`]).
+pub fn naive(demand: &AccountDemand, account: u32, api: u32, per_day: u32) -> Vec<Clear> {
+    let mut schedule = Vec::new();
+    let mut counters = Counters::new(demand.quotas.len());
+    let (mut month, mut day) = (String::new(), None);
+    let (mut spent_account, mut spent_api, mut today) = (0u32, 0u32, 0u32);
+    for (&m, row) in &demand.minutes {
+        counters.roll(m);
+        let t = minute_start(m);
+        if crate::time::month_of(t) != month {
+            month = crate::time::month_of(t);
+            (spent_account, spent_api) = (0, 0);
+        }
+        if day != Some(day_of(t)) {
+            day = Some(day_of(t));
+            today = 0;
+        }
+        let mut blocked: Vec<usize> = Vec::new();
+        for &(q, calls) in row {
+            if serve(counters.used_mut(q), demand.quotas[q].limit, calls) < calls {
+                blocked.push(q);
+            }
+        }
+        if blocked.is_empty() || today >= per_day {
+            continue;
+        }
+        let kind = if blocked.len() == 1 && spent_api < api {
+            ClearKind::Api(blocked[0])
+        } else if spent_account < account {
+            ClearKind::Account
+        } else if spent_api < api {
+            ClearKind::Api(blocked[0])
+        } else {
+            continue;
+        };
+        match kind {
+            ClearKind::Account => spent_account += 1,
+            ClearKind::Api(_) => spent_api += 1,
+        }
+        today += 1;
+        counters.apply(kind);
+        schedule.push(Clear { minute: m, kind });
+    }
+    schedule
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -274,6 +323,25 @@ pub(crate) mod tests {
         // proxy: the 30 of 09:01 are retried after the clear, then 09:02 serves 50.
         let p = total(evaluate(&d, &clear, true).values());
         assert_eq!((p.served, p.rejected, p.blocked_minutes), (180, 0, 0));
+    }
+
+    #[test]
+    fn naive_clears_at_the_first_rejection_until_the_budgets_run_out() {
+        // Limit 10, 15 a minute: every minute overflows. One api and one account clear,
+        // at most 3 a day: the first two blocked minutes get them, then nothing.
+        let d = one(10, &[(at("09:00"), 15), (at("09:01"), 15), (at("09:02"), 15), (at("09:03"), 15)]);
+        let s = naive(&d, 1, 1, 3);
+        assert_eq!(
+            s,
+            vec![
+                Clear { minute: at("09:00"), kind: ClearKind::Api(0) },
+                Clear { minute: at("09:01"), kind: ClearKind::Account },
+            ]
+        );
+        let r = total(evaluate(&d, &s, false).values());
+        // 09:00 10 served; 09:01 10; 09:02 10; 09:03 0.
+        assert_eq!((r.served, r.rejected), (30, 30));
+        assert_eq!(naive(&d, 5, 5, 1).len(), 1, "max_clears_per_day");
     }
 
     #[test]

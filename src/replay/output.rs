@@ -28,6 +28,9 @@ pub struct AccountDoc {
     pub blocked_minutes: u64,
     pub clears: Vec<ClearDoc>,
     pub none: NoneDoc,
+    /// The naive rule's result (an extension of §9, the baseline policies are
+    /// measured against): clear at the first 45009 whenever a budget allows.
+    pub naive: NoneDoc,
     pub oracle: OracleDoc,
 }
 
@@ -94,6 +97,9 @@ fn account_doc(a: &AccountRun) -> AccountDoc {
         none: NoneDoc {
             rejected: total(a.none.values()).rejected,
         },
+        naive: NoneDoc {
+            rejected: total(a.naive.values()).rejected,
+        },
         oracle: OracleDoc {
             rejected: total(a.oracle.days.values()).rejected,
             clears: a
@@ -132,17 +138,22 @@ pub fn table(r: &Replay) -> String {
         show(minute_start(r.to)),
         r.source.as_str()
     );
+    let _ = writeln!(
+        out,
+        "rejected calls: with this config's policy (left), and with no clears, the naive rule \
+         (clear at the first 45009 while a budget allows) and the best schedule (right)"
+    );
     for a in &r.accounts {
         let _ = writeln!(out, "\n{}", a.name);
         let _ = writeln!(
             out,
-            "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} {:>10} {:>10} {:>6}",
-            "day", "wanted", "served", "rejected", "blocked", "clears", "none", "oracle", "o.clr"
+            "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} | {:>10} {:>10} {:>10} {:>6}",
+            "day", "wanted", "served", "rejected", "blocked", "clears", "none", "naive", "oracle", "clears"
         );
-        let line = |out: &mut String, label: &str, d: &DayStats, none: u64, o: &DayStats| {
+        let line = |out: &mut String, label: &str, d: &DayStats, none: u64, naive: u64, o: &DayStats| {
             let _ = writeln!(
                 out,
-                "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} {:>10} {:>10} {:>6}",
+                "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} | {:>10} {:>10} {:>10} {:>6}",
                 label,
                 d.wanted,
                 d.served,
@@ -150,19 +161,22 @@ pub fn table(r: &Replay) -> String {
                 d.blocked_minutes,
                 d.clears,
                 none,
+                naive,
                 o.rejected,
                 o.clears
             );
         };
         for (day, d) in &a.days {
             let none = a.none.get(day).map_or(0, |n| n.rejected);
+            let naive = a.naive.get(day).map_or(0, |n| n.rejected);
             let o = a.oracle.days.get(day).cloned().unwrap_or_default();
-            line(&mut out, &day.to_string(), d, none, &o);
+            line(&mut out, &day.to_string(), d, none, naive, &o);
         }
         let t = total(a.days.values());
         let none = total(a.none.values()).rejected;
+        let naive = total(a.naive.values()).rejected;
         let o = total(a.oracle.days.values());
-        line(&mut out, "total", &t, none, &o);
+        line(&mut out, "total", &t, none, naive, &o);
         let eff = match efficiency(none, t.rejected, o.rejected) {
             Some(e) => format!("{e:.2}"),
             None => "n/a (no clear could save a call)".into(),
