@@ -11,6 +11,7 @@
 //! - [`wechat`]: the WeChat client, token cache, errcode classification.
 //! - [`engine`]: the one place that wires state → policy → client → state.
 //! - [`api`]: the HTTP API (reports, status, clear, health).
+//! - [`proxy`]: the counting proxy: WeChat's API forwarded, counted, tokens served.
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
 //! - [`replay`]: `wxquotad replay`, the engine on a virtual clock over recorded traffic.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod replay;
 pub mod sim;
 pub mod store;

@@ -57,9 +57,22 @@ pub struct Metrics {
     pub clear_attempts: Family<AccountOutcome, Counter>,
     /// Requests to WeChat by endpoint and errcode.
     pub wechat_requests: Family<EndpointErrcode, Counter>,
+    /// Calls the counting proxy forwarded, by account ("-" when unattributed) and
+    /// outcome (WeChat's errcode, "http_502", "not_sent", "no_answer").
+    pub proxied: Family<AccountOutcome, Counter>,
 }
 
 impl Metrics {
+    /// Counts one proxied try.
+    pub fn count_proxied(&self, account: &str, outcome: &str) {
+        self.proxied
+            .get_or_create(&AccountOutcome {
+                account: account.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts one request to WeChat by endpoint and errcode ("0" for success, or
     /// "http_502", "timeout", "unreadable", "connect").
     pub fn count_wechat(&self, endpoint: &str, result: Result<(), &crate::wechat::WechatError>) {
@@ -102,6 +115,11 @@ impl Metrics {
             "wechat_requests",
             "Requests to WeChat by endpoint and errcode",
             self.wechat_requests.clone(),
+        );
+        reg.register(
+            "proxied_calls",
+            "Calls the counting proxy forwarded, by account and outcome (errcode, http_NNN, not_sent, no_answer)",
+            self.proxied.clone(),
         );
 
         let used = Family::<AccountApi, Gauge>::default();

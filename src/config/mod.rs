@@ -5,6 +5,7 @@
 mod file;
 mod locate;
 pub mod presets;
+mod proxy;
 mod secret;
 mod validate;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
+pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
 
 /// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.

@@ -114,6 +114,11 @@ impl Job {
             appid: self.appid.clone(),
         };
         let result = self.attempt_until_done(&engine).await;
+        // Wakes proxied calls holding a 45009 for this clear.
+        engine
+            .inner
+            .proxy
+            .clear_ended(&self.appid, result.outcome == ClearOutcome::Cleared);
         self.alert(&engine, &result);
         match result.outcome {
             ClearOutcome::Cleared => {

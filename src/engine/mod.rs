@@ -4,6 +4,7 @@
 mod account;
 mod clear;
 mod poll;
+mod proxy;
 pub mod status;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub use clear::{ClearOutcome, ClearResult};
+pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
 use crate::config::{Account, Config};
@@ -76,6 +78,8 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// What the counting proxy waits on (clears ending) and its forced token refreshes.
+    proxy: proxy::ProxyState,
 }
 
 struct State {
@@ -119,6 +123,7 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                proxy: proxy::ProxyState::default(),
             }),
         })
     }

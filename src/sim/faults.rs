@@ -18,6 +18,8 @@ pub enum Endpoint {
     GetApiQuota,
     /// Any `/cgi-bin/...` request, including other APIs.
     Any,
+    /// Any other API: not the token, clear or quota ones above (what the proxy forwards).
+    Api,
 }
 
 impl Endpoint {
@@ -43,13 +45,18 @@ impl Endpoint {
             "clear_quota_v2" => Some(Endpoint::ClearQuotaV2),
             "quota_get" => Some(Endpoint::GetApiQuota),
             "any" => Some(Endpoint::Any),
+            "api" => Some(Endpoint::Api),
             _ => None,
         }
     }
 
     /// Whether a fault aimed at `self` applies to a request to `actual`.
     pub fn matches(self, actual: Option<Endpoint>) -> bool {
-        self == Endpoint::Any || Some(self) == actual
+        match self {
+            Endpoint::Any => true,
+            Endpoint::Api => actual.is_none(),
+            _ => Some(self) == actual,
+        }
     }
 }
 
@@ -69,6 +76,9 @@ pub enum FaultKind {
     /// Apply the request (e.g. charge the clear), then never answer: the connection is
     /// held open for an hour (or until the simulator shuts down), so the client times out.
     ChargeThenDrop,
+    /// Apply the request, send the status and headers, then cut the connection before
+    /// the body: the client sees the connection drop mid-answer.
+    ChargeThenReset,
 }
 
 /// One queued fault: the next `times` matching requests get `kind`.
@@ -139,5 +149,7 @@ mod tests {
         assert_eq!(Endpoint::parse("quota_get"), Some(Endpoint::GetApiQuota));
         assert!(Endpoint::Any.matches(None));
         assert!(!Endpoint::Token.matches(Some(Endpoint::StableToken)));
+        assert!(Endpoint::Api.matches(None));
+        assert!(!Endpoint::Api.matches(Some(Endpoint::StableToken)));
     }
 }

@@ -6,8 +6,10 @@
 //! `127.0.0.1:0`. Layout:
 //! - [`state`]: the rules, pure, with `now` passed in;
 //! - [`faults`]: the fault queue;
+//! - `calls`: executed calls with their bodies, and media files (for the proxy);
 //! - `server`: the axum routes (WeChat's paths and the `/sim/` control API).
 
+mod calls;
 pub mod faults;
 mod server;
 pub mod state;
@@ -16,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use calls::Execution;
 pub use faults::{Endpoint, Fault, FaultKind};
 pub use state::{RecordedRequest, MONTHLY_CLEARS};
 
@@ -33,6 +36,7 @@ use state::SimState;
 #[derive(Clone)]
 pub struct Simulator {
     state: Arc<Mutex<SimState>>,
+    calls: Arc<Mutex<calls::Calls>>,
     clock: Clock,
 }
 
@@ -41,6 +45,7 @@ impl Simulator {
     pub fn new(clock: Clock) -> Simulator {
         Simulator {
             state: Arc::new(Mutex::new(SimState::default())),
+            calls: Arc::new(Mutex::new(calls::Calls::default())),
             clock,
         }
     }
@@ -108,6 +113,16 @@ impl Simulator {
     /// Every access token issued so far, for tests that prove no token leaks.
     pub fn tokens_issued(&self) -> Vec<String> {
         self.lock().token_values()
+    }
+
+    /// The calls executed (answered with errcode 0) other than the token, clear and
+    /// quota APIs, with their bodies, oldest first (the latest 10,000).
+    pub fn executions(&self) -> Vec<Execution> {
+        self.calls().executions()
+    }
+
+    fn calls(&self) -> MutexGuard<'_, calls::Calls> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every WeChat request received so far, oldest first (control requests excluded).

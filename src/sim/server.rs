@@ -18,6 +18,9 @@ use super::state::{parse_pairs, Answer, Request};
 use super::{Endpoint, Fault, FaultKind, Simulator};
 use crate::config::{LimitSource, LimitTable, PresetName};
 
+/// Largest request body accepted, bytes.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// How long a `ChargeThenDrop` request is held open.
 const HOLD: Duration = Duration::from_secs(3600);
 
@@ -37,6 +40,8 @@ pub(super) fn router(sim: Simulator, stop: watch::Receiver<bool>) -> Router {
         .route("/sim/faults", post(add_fault))
         .route("/sim/state", get(state))
         .fallback(wechat)
+        // Media uploads (the proxy's 20 MB test) are larger than axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Ctx { sim, stop })
 }
 
@@ -62,14 +67,26 @@ impl Owned {
 /// Applies one request to the state, records it and returns the answer.
 fn apply(sim: &Simulator, req: &Owned) -> Answer {
     let now = sim.clock.now();
-    let (answer, appid) = {
+    let (mut answer, appid) = {
         let mut state = sim.lock();
         let req = req.as_request();
         let answer = state.handle(&req, now);
         (answer, state.appid_of(&req))
     };
-    sim.record(&req.path, appid, Some(answer.errcode()));
+    sim.record(&req.path, appid.clone(), Some(answer.errcode()));
+    super::calls::applied(
+        &mut sim.calls(),
+        &req.as_request(),
+        appid,
+        &mut answer,
+        now.timestamp(),
+    );
     answer
+}
+
+/// The HTTP answer for an applied request (a media file, or the JSON).
+fn respond(sim: &Simulator, req: &Owned, answer: Answer) -> Response {
+    super::calls::respond(&sim.calls(), &req.as_request(), answer)
 }
 
 async fn wechat(State(ctx): State<Ctx>, method: Method, uri: Uri, body: Bytes) -> Response {
@@ -86,7 +103,10 @@ async fn wechat(State(ctx): State<Ctx>, method: Method, uri: Uri, body: Bytes) -
     let sim = ctx.sim.clone();
     let appid = || sim.lock().appid_of(&req.as_request());
     match sim.take_fault(&req.path) {
-        None => Json(apply(&sim, &req).body).into_response(),
+        None => {
+            let answer = apply(&sim, &req);
+            respond(&sim, &req, answer)
+        }
         Some(FaultKind::Http(status)) => {
             sim.record(&req.path, appid(), None);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -105,10 +125,10 @@ async fn wechat(State(ctx): State<Ctx>, method: Method, uri: Uri, body: Bytes) -
             // client has hung up (and the server dropped this handler) by then.
             let task = tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                apply(&sim, &req)
+                (apply(&sim, &req), req)
             });
             match task.await {
-                Ok(answer) => Json(answer.body).into_response(),
+                Ok((answer, req)) => respond(&ctx.sim, &req, answer),
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
         }
@@ -120,6 +140,14 @@ async fn wechat(State(ctx): State<Ctx>, method: Method, uri: Uri, body: Bytes) -
                 _ = stop.wait_for(|s| *s) => {}
             }
             StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Some(FaultKind::ChargeThenReset) => {
+            apply(&sim, &req);
+            // Headers go out, then the body fails: the connection is cut mid-answer.
+            let cut = futures_util::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("simulated reset"))
+            });
+            (StatusCode::OK, axum::body::Body::from_stream(cut)).into_response()
         }
     }
 }
@@ -252,6 +280,7 @@ fn fault_of(b: &FaultBody) -> Result<Fault, String> {
             b.delay_ms.ok_or("kind \"delay\" needs \"delay_ms\"")?,
         )),
         "charge_then_drop" => FaultKind::ChargeThenDrop,
+        "charge_then_reset" => FaultKind::ChargeThenReset,
         other => return Err(format!("unknown fault kind {other:?}")),
     };
     Ok(Fault {

@@ -71,11 +71,23 @@ impl WechatClient {
         appid: &str,
         secret: &Secret,
     ) -> Result<AccessToken, WechatError> {
+        self.stable_token_with(appid, secret, false).await
+    }
+
+    /// [`WechatClient::stable_token`], with `force_refresh` as given: forcing makes
+    /// WeChat issue a new token (at most 20 a day, 30 s apart). Only the proxy forces,
+    /// and only when an application asked for it (SPEC §7).
+    pub async fn stable_token_with(
+        &self,
+        appid: &str,
+        secret: &Secret,
+        force_refresh: bool,
+    ) -> Result<AccessToken, WechatError> {
         let body = json!({
             "grant_type": "client_credential",
             "appid": appid,
             "secret": secret.expose(),
-            "force_refresh": false,
+            "force_refresh": force_refresh,
         });
         let v = self
             .post(

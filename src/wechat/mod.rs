@@ -8,4 +8,4 @@ mod token;
 
 pub use client::{AccessToken, ApiQuota, Observer, WechatClient};
 pub use error::{Action, WechatError};
-pub use token::TokenCache;
+pub use token::{IssuedToken, TokenCache};

@@ -22,6 +22,15 @@ struct Cached {
     token: Secret,
     /// From this instant on the token is fetched again.
     refresh_at: Timestamp,
+    /// When WeChat said it expires (for the proxy's `expires_in`).
+    expires_at: Timestamp,
+}
+
+/// A token and when it expires, for the proxy's token server.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: Secret,
+    pub expires_at: Timestamp,
 }
 
 impl TokenCache {
@@ -38,20 +47,51 @@ impl TokenCache {
         secret: &Secret,
         now: Timestamp,
     ) -> Result<Secret, WechatError> {
+        Ok(self.issue(client, appid, secret, now, false).await?.token)
+    }
+
+    /// [`TokenCache::get`] with the expiry; with `force`, a new token from WeChat
+    /// (`force_refresh`) whatever is cached. The caller keeps forcing within WeChat's
+    /// limits.
+    pub async fn issue(
+        &self,
+        client: &WechatClient,
+        appid: &str,
+        secret: &Secret,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<IssuedToken, WechatError> {
         let mut slot = self.slot.lock().await;
         if let Some(cached) = &*slot {
-            if now < cached.refresh_at {
-                return Ok(cached.token.clone());
+            if now < cached.refresh_at && !force {
+                return Ok(IssuedToken {
+                    token: cached.token.clone(),
+                    expires_at: cached.expires_at,
+                });
             }
         }
         *slot = None;
-        let fresh = client.stable_token(appid, secret).await?;
+        let fresh = client.stable_token_with(appid, secret, force).await?;
         let lifetime = fresh.expires_in.as_secs().min(MAX_LIFETIME_SECS) as i64;
+        let expires_at = now + chrono::Duration::seconds(lifetime);
         *slot = Some(Cached {
             token: fresh.token.clone(),
-            refresh_at: now + chrono::Duration::seconds(lifetime - EARLY_REFRESH_SECS),
+            refresh_at: expires_at - chrono::Duration::seconds(EARLY_REFRESH_SECS),
+            expires_at,
         });
-        Ok(fresh.token)
+        Ok(IssuedToken {
+            token: fresh.token,
+            expires_at,
+        })
+    }
+
+    /// Drops the cached token only if it is still `bad` (so many callers reporting the
+    /// same dead token cause one new request, not many).
+    pub async fn invalidate_if(&self, bad: &Secret) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|c| &c.token == bad) {
+            *slot = None;
+        }
     }
 
     /// Drops the cached token, after WeChat called it invalid or expired
