@@ -36,6 +36,25 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
     }
 }
 
+/// What `run`'s command line says over the file (`--listen`, `--dry-run`): applied at
+/// start and again at every reload, so a SIGHUP never silently undoes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub listen: Option<std::net::SocketAddr>,
+    pub dry_run: bool,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.daemon.listen = listen;
+        }
+        if self.dry_run {
+            config.daemon.dry_run = true;
+        }
+    }
+}
+
 /// `run --simulate`: the in-process simulator and the accounts already registered in it.
 struct Simulation {
     sim: Simulator,
@@ -49,6 +68,8 @@ impl Simulation {
     /// clears must never enter a real ledger), registering new accounts in the simulator.
     fn adapt(&self, config: &mut Config) {
         config.wechat.base_url = self.base_url.clone();
+        // Never fail over from the simulator to a real WeChat host.
+        config.wechat.fallback_urls.clear();
         config.daemon.state_dir = self.state_dir.clone();
         let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         for a in &config.accounts {
@@ -61,7 +82,13 @@ impl Simulation {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `config` is already loaded and valid.
-pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<(), Failure> {
+/// `overrides` are already applied to `config`; reloads apply them again.
+pub async fn run(
+    mut config: Config,
+    path: PathBuf,
+    simulate: bool,
+    overrides: Overrides,
+) -> Result<(), Failure> {
     // Handlers first: a signal that arrives during start-up must not kill the process
     // (SIGHUP's default action would).
     let signals =
@@ -100,7 +127,17 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     info!(file = %store.file().display(), "state opened");
     let listen = config.daemon.listen;
     let accounts = config.accounts.len();
+    let proxy_settings = config.proxy.clone();
     let engine = Engine::new(config, store, clock).map_err(|e| fail(1, e.to_string()))?;
+    // The counting proxy (SPEC §7), ready before systemd is told the daemon is.
+    let proxy = match proxy_settings {
+        Some(settings) => Some(
+            crate::proxy::start(engine.clone(), settings)
+                .await
+                .map_err(|e| fail(1, e))?,
+        ),
+        None => None,
+    };
 
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         fail(
@@ -134,7 +171,9 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
-    signals.wait(&engine, &path, simulation.as_deref()).await;
+    signals
+        .wait(&engine, &path, simulation.as_deref(), overrides)
+        .await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -143,6 +182,10 @@ pub async fn run(mut config: Config, path: PathBuf, simulate: bool) -> Result<()
         Ok(Ok(Err(e))) => error!(error = %e, "API server error"),
         Err(_) => warn!("API server did not stop within 10s"),
         _ => {}
+    }
+    if let Some(p) = proxy {
+        // Calls in flight finish (and are counted) before the final flush.
+        p.stop().await;
     }
     let _ = ticker.await;
     poller.abort();
@@ -297,30 +340,41 @@ impl Signals {
     }
 
     /// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
-    async fn wait(mut self, engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+    async fn wait(
+        mut self,
+        engine: &Engine,
+        path: &Path,
+        simulation: Option<&Simulation>,
+        overrides: Overrides,
+    ) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
                 _ = self.int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
-                _ = self.hup.recv() => reload(engine, path, simulation),
+                _ = self.hup.recv() => reload(engine, path, simulation, overrides),
             }
         }
     }
 }
 
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
-fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload(engine: &Engine, path: &Path, simulation: Option<&Simulation>, overrides: Overrides) {
     info!(file = %path.display(), "SIGHUP: reloading config");
     // systemd 252 has no notify-reload; RELOADING=1 with the time, then READY=1.
     match sd_notify::NotifyState::monotonic_usec_now() {
         Ok(t) => notify(&[sd_notify::NotifyState::Reloading, t]),
         Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
     }
-    reload_config(engine, path, simulation);
+    reload_config(engine, path, simulation, overrides);
     notify(&[sd_notify::NotifyState::Ready]);
 }
 
-fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) {
+fn reload_config(
+    engine: &Engine,
+    path: &Path,
+    simulation: Option<&Simulation>,
+    overrides: Overrides,
+) {
     let opts = LoadOptions {
         simulate: simulation.is_some(),
     };
@@ -329,14 +383,16 @@ fn reload_config(engine: &Engine, path: &Path, simulation: Option<&Simulation>) 
             for w in warnings {
                 warn!(file = %path.display(), "{w}");
             }
+            overrides.apply(&mut new);
             if let Some(s) = simulation {
                 s.adapt(&mut new);
             }
             let old = engine.config();
             if new.daemon.listen != old.daemon.listen
                 || new.daemon.state_dir != old.daemon.state_dir
+                || new.proxy != old.proxy
             {
-                warn!("listen and state_dir changes take effect at the next restart");
+                warn!("listen, state_dir and [proxy] changes take effect at the next restart");
             }
             let accounts = new.accounts.len();
             match engine.apply_config(new) {

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file → validated runtime types, presets, secrets.
 //! - [`time`]: the clock, and WeChat's days and months (UTC+8).
 //! - [`apipath`]: one name per interface, whatever form a report uses.
+//! - [`platform`]: third-party platforms: push crypto, tickets, authorizers.
 //! - [`policy`]: pure decisions: is an account due, may it be cleared now.
 //! - [`store`]: the SQLite state file: usage counters and the clear ledger.
 //! - [`wechat`]: the WeChat client, token cache, errcode classification.
@@ -15,19 +16,19 @@
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
 //! - [`replay`]: `wxquotad replay`, the engine on a virtual clock over recorded traffic.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
-//! - [`cli`], [`client`]: the command line, and its client of the running daemon.
+//! - [`cli`]: the command line, its client of the running daemon, what it prints.
 //! - [`logging`]: text or JSON logs.
 
 pub mod alerts;
 pub mod api;
 pub mod apipath;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod logging;
 pub mod metrics;
+pub mod platform;
 pub mod policy;
 pub mod proxy;
 pub mod replay;

@@ -22,6 +22,14 @@ fn the_example_loads_in_simulate_mode() {
         .unwrap_or_else(|e| panic!("config.example.toml does not load:\n{e}"));
     let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["shop", "mini"]);
+    // One third-party platform with a named authorizer (SPEC §8).
+    let acme = &config.platforms[0];
+    assert_eq!(
+        (acme.name.as_str(), acme.component_appid.as_str()),
+        ("acme", "wx7c8d9e0f1a2b3c4d")
+    );
+    assert_eq!(acme.authorizer_name("wx1a2b3c4d5e6f7a8b"), "brand-a");
+    assert_eq!(acme.settings_for("wx1a2b3c4d5e6f7a8b").1.threshold, 0.95);
 
     let shop = &config.accounts[0];
     assert_eq!(shop.appid, "wx448f04719cd48f69");

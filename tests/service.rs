@@ -427,7 +427,10 @@ async fn cli_status_report_and_clear_talk_to_the_daemon() {
             "100",
         ]);
         assert_eq!(code, Some(0), "{err}");
-        assert!(out.contains("\"accepted\":1"), "{out}");
+        assert_eq!(
+            out,
+            "shop /cgi-bin/user/get: reported 100 calls (accepted 1)\n"
+        );
         let (code, _, err) = cli(&[
             "report",
             "--account",

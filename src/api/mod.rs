@@ -1,6 +1,8 @@
 //! The HTTP API (SPEC §4): reports, status, clear, health. JSON in and out; every
 //! error is `{"error": "..."}` with a 4xx status.
 
+pub mod page;
+pub mod platforms;
 pub mod report;
 
 use axum::body::Bytes;
@@ -34,6 +36,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/v1/status", get(get_status))
         .route("/v1/accounts/{name}", get(get_account))
         .route("/v1/accounts/{name}/clear", post(post_clear))
+        .route("/v1/decisions", get(page::get_decisions))
+        .merge(platforms::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             engine.clone(),
@@ -41,6 +45,8 @@ pub fn router(engine: Engine) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(page::get_page))
+        .merge(platforms::push_routes())
         .merge(authed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(engine)

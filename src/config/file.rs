@@ -19,10 +19,14 @@ pub(super) struct FileConfig {
     pub policy: PolicyFile,
     #[serde(default)]
     pub poll: PollFile,
+    /// Absent: the proxy is off.
+    pub proxy: Option<ProxyFile>,
     #[serde(default)]
     pub alerts: Vec<AlertFile>,
     #[serde(default)]
     pub accounts: Vec<AccountFile>,
+    #[serde(default)]
+    pub platforms: Vec<PlatformFile>,
 }
 
 /// `[daemon]`
@@ -44,6 +48,27 @@ pub(super) struct WechatFile {
     pub base_url: Option<String>,
     pub fallback_urls: Option<Vec<String>>,
     pub timeout: Option<String>,
+}
+
+/// `[proxy]` (SPEC §7).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProxyFile {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub hold: Option<String>,
+    pub timeout: Option<String>,
+    pub max_retry_body: Option<ByteSize>,
+}
+
+/// A size: a string like "1MiB" or "512KiB", or a whole number of bytes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum ByteSize {
+    Text(String),
+    Bytes(i64),
 }
 
 /// `[policy]`, and `[accounts.policy]` (where every key overrides the global one).
@@ -101,6 +126,40 @@ pub(super) struct AccountFile {
     pub policy: PolicyFile,
 }
 
+/// One `[[platforms]]` (SPEC §8). No `Debug`: it names secret files and may hold secrets.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlatformFile {
+    pub name: Option<String>,
+    pub component_appid: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub message_token_file: Option<PathBuf>,
+    pub message_token_env: Option<String>,
+    pub aes_key_file: Option<PathBuf>,
+    pub aes_key_env: Option<String>,
+    pub discover: Option<String>,
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+    #[serde(default)]
+    pub authorizers: Vec<AuthorizerFile>,
+}
+
+/// One `[[platforms.authorizers]]`: a name and overrides for one authorized account.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorizerFile {
+    pub appid: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -150,8 +209,11 @@ pub(super) mod tests {
             ("wechat", fields::<WechatFile>()),
             ("policy", fields::<PolicyFile>()),
             ("poll", fields::<PollFile>()),
+            ("proxy", fields::<ProxyFile>()),
             ("alerts", fields::<AlertFile>()),
             ("accounts", fields::<AccountFile>()),
+            ("platforms", fields::<PlatformFile>()),
+            ("platforms.authorizers", fields::<AuthorizerFile>()),
         ] {
             for n in names {
                 keys.push((section, *n));
@@ -181,6 +243,11 @@ pub(super) mod tests {
             let found = match (section, key) {
                 ("", k) => text.contains(&format!("[{k}]")),
                 ("accounts", "limits" | "policy") => text.contains(&format!("[accounts.{key}]")),
+                ("platforms", "limits" | "policy") => text.contains(&format!("[platforms.{key}]")),
+                ("platforms", "authorizers") => text.contains("[[platforms.authorizers]]"),
+                ("platforms.authorizers", "limits" | "policy") => {
+                    text.contains(&format!("[platforms.authorizers.{key}]"))
+                }
                 _ => text.lines().any(|l| documented(l, key)),
             };
             assert!(

@@ -4,6 +4,7 @@
 
 mod file;
 mod locate;
+mod platforms;
 pub mod presets;
 mod proxy;
 mod secret;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use platforms::{AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
 pub use proxy::{Cidr, ProxySettings, TlsFiles};
 pub use secret::Secret;
@@ -28,8 +30,12 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub wechat: WechatSettings,
     pub poll: PollSettings,
+    /// `[proxy]`; `None` when the section is absent (the proxy is off).
+    pub proxy: Option<ProxySettings>,
     pub alerts: Vec<AlertSettings>,
     pub accounts: Vec<Account>,
+    /// `[[platforms]]` (SPEC §8).
+    pub platforms: Vec<Platform>,
 }
 
 /// `[daemon]`
@@ -389,6 +395,24 @@ pub fn summary(config: &Config) -> String {
         )
     };
     let _ = writeln!(out, "poll        {poll}");
+    match &config.proxy {
+        None => {
+            let _ = writeln!(out, "proxy       off");
+        }
+        Some(p) => {
+            let allow: Vec<String> = p.allow.iter().map(|c| c.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "proxy       {} ({}), allow {}, hold {}, timeout {}, max_retry_body {} bytes",
+                p.listen,
+                if p.tls.is_some() { "https" } else { "http" },
+                allow.join(" "),
+                humantime::format_duration(p.hold),
+                humantime::format_duration(p.timeout),
+                p.max_retry_body
+            );
+        }
+    }
     let _ = writeln!(out, "alerts      {}", config.alerts.len());
     let _ = writeln!(out, "accounts    {}", config.accounts.len());
     for a in &config.accounts {
@@ -411,6 +435,24 @@ pub fn summary(config: &Config) -> String {
             } else {
                 "off".into()
             }
+        );
+    }
+    if !config.platforms.is_empty() {
+        let _ = writeln!(out, "platforms   {}", config.platforms.len());
+    }
+    for p in &config.platforms {
+        let discover = if p.discover.is_zero() {
+            "pushes only".to_string()
+        } else {
+            format!("discover every {}", humantime::format_duration(p.discover))
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} preset={} {discover} named_authorizers={}",
+            p.name,
+            p.component_appid,
+            p.preset.as_str(),
+            p.authorizers.len()
         );
     }
     out

@@ -3,6 +3,7 @@
 
 mod account;
 mod clear;
+pub mod decisions;
 mod poll;
 mod proxy;
 pub mod status;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub use clear::{ClearOutcome, ClearResult};
+pub use decisions::{DecisionEvent, DecisionLog};
 pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
@@ -78,6 +80,8 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// The latest decision events (`GET /v1/decisions`).
+    decisions: DecisionLog,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
     proxy: proxy::ProxyState,
 }
@@ -123,9 +127,15 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                decisions: DecisionLog::default(),
                 proxy: proxy::ProxyState::default(),
             }),
         })
+    }
+
+    /// The latest decision events, newest first.
+    pub fn decisions(&self, limit: usize) -> Vec<DecisionEvent> {
+        self.inner.decisions.latest(limit)
     }
 
     pub fn clock(&self) -> &Clock {
@@ -330,7 +340,7 @@ impl Engine {
             let view = account::view(acct, &quotas, dry_run, now);
             let left = view.clears_left();
             let decision = policy::decide_manual(&view, force, reason, now);
-            log_decision(&acct.cfg.name, &decision, left);
+            log_decision(&self.inner.decisions, &acct.cfg.name, &decision, left, now);
             match decision {
                 Decision::Clear(trigger) => clear::Job::start(&mut st, idx, trigger),
                 Decision::Hold(_, hold) => {
@@ -386,13 +396,19 @@ impl Engine {
                 let quiet = matches!(&acct.last_hold, Some((k, at)) if *k == key
                     && (now - *at).to_std().unwrap_or_default() < HOLD_LOG_EVERY);
                 if !quiet {
-                    log_decision(&acct.cfg.name, &decision, left);
+                    log_decision(&self.inner.decisions, &acct.cfg.name, &decision, left, now);
                     acct.last_hold = Some((key, now));
                 }
             }
             Decision::Clear(trigger) => {
                 acct.last_hold = None;
-                log_decision(&acct.cfg.name, &Decision::Clear(trigger.clone()), left);
+                log_decision(
+                    &self.inner.decisions,
+                    &acct.cfg.name,
+                    &Decision::Clear(trigger.clone()),
+                    left,
+                    now,
+                );
                 let job = clear::Job::start(st, idx, trigger);
                 let engine = self.clone();
                 self.track(tokio::spawn(async move {
@@ -589,30 +605,29 @@ fn load_accounts(
     Ok(out)
 }
 
-/// The one structured event per decision (SPEC §5).
-fn log_decision(account: &str, decision: &Decision, clears_left: u32) {
-    match decision {
-        Decision::NotDue => {}
-        Decision::Clear(t) => info!(
-            event = "decision",
-            account,
-            api = t.api().unwrap_or("-"),
-            trigger = t.kind(),
-            outcome = "clear",
-            reason = %t,
-            clears_left,
-            "clear decided"
-        ),
-        Decision::Hold(t, hold) => info!(
-            event = "decision",
-            account,
-            api = t.api().unwrap_or("-"),
-            trigger = t.kind(),
-            outcome = if matches!(hold, policy::Hold::DryRun) { "dry_run" } else { "hold" },
-            gate = hold.kind(),
-            reason = %hold,
-            clears_left,
-            "clear held: {t}"
-        ),
-    }
+/// The one structured event per decision (SPEC §5): logged, and kept for
+/// `GET /v1/decisions` with the same fields.
+fn log_decision(
+    decisions: &DecisionLog,
+    account: &str,
+    decision: &Decision,
+    clears_left: u32,
+    now: Timestamp,
+) {
+    let Some(e) = DecisionEvent::new(account, decision, clears_left, now) else {
+        return;
+    };
+    info!(
+        event = e.event,
+        account = %e.account,
+        api = %e.api,
+        trigger = e.trigger,
+        outcome = e.outcome,
+        gate = e.gate,
+        reason = %e.reason,
+        clears_left = e.clears_left,
+        "{}",
+        e.message
+    );
+    decisions.push(e);
 }

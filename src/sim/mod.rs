@@ -167,7 +167,7 @@ impl Simulator {
 
     /// Records one request and logs it (endpoint, appid, errcode; never a credential).
     fn record(&self, endpoint: &str, appid: Option<String>, errcode: Option<i64>) {
-        tracing::info!(
+        tracing::debug!(
             target: "wxquotad::sim",
             endpoint,
             appid = appid.as_deref().unwrap_or("-"),

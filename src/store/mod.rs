@@ -5,6 +5,7 @@
 //! whatever name the config gives it.
 
 mod ledger;
+mod platform;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use ledger::{Attempt, AttemptOutcome, NewAttempt, Settlement};
+pub use platform::{ListedAuthorizer, StoredAuthorizer, StoredTicket};
 pub use usage::UsageRow;
 
 use crate::time::Timestamp;
@@ -100,6 +102,7 @@ impl Store {
         if version < 1 {
             self.with(|c| c.execute_batch(SCHEMA_V1))?;
         }
+        self.platform_schema()?;
         Ok(())
     }
 

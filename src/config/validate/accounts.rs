@@ -3,7 +3,7 @@
 use super::*;
 
 /// Whether `appid` looks like one: "wx" and 16 lowercase hex digits.
-fn is_appid(appid: &str) -> bool {
+pub(crate) fn is_appid(appid: &str) -> bool {
     appid.len() == 18
         && appid.starts_with("wx")
         && appid[2..]

@@ -7,8 +7,10 @@ mod accounts;
 mod alerts;
 mod daemon;
 mod parse;
+mod platforms;
 mod policy;
 mod poll;
+mod proxy;
 #[cfg(test)]
 mod tests;
 mod wechat;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::file::{AccountFile, AlertFile, FileConfig, PolicyFile};
 use super::locate::{self, line_col, KeyPath, Locator};
 use super::*;
+pub(super) use accounts::is_appid;
 
 pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warning>), ConfigErrors> {
     let bare = |message: String| ConfigError {
@@ -168,6 +171,9 @@ impl Validator<'_> {
         let wechat = self.wechat(f.wechat);
         let policy = self.policy(&Policy::default(), &f.policy, &r.key("policy"), None);
         let poll = self.poll(f.poll);
+        let proxy = f
+            .proxy
+            .map(|p| self.proxy(p, daemon.listen, wechat.timeout));
         let alerts = f
             .alerts
             .into_iter()
@@ -179,13 +185,16 @@ impl Validator<'_> {
             &policy,
             !f.policy.watch.unwrap_or_default().is_empty(),
         );
+        let platforms = self.platforms(f.platforms, &policy, &accounts);
         Config {
             path: self.file.to_path_buf(),
             daemon,
             wechat,
             poll,
+            proxy,
             alerts,
             accounts,
+            platforms,
         }
     }
     /// One of the `options`, or `default` when absent.

@@ -78,6 +78,15 @@ fn each_rule_names_key_line_and_what_is_expected() {
         ("[[alerts]]\nkind = \"wecom\"\nurl = \"https://x\"\nrepeat_after = \"100d\"\n", "alerts[0].repeat_after", "from 0s to 31d", 4),
         ("[daemon]\nallowed_hosts = [\"ok.example\", \"evil.example:80\"]\n", "daemon.allowed_hosts[1]", "without a port", 2),
         ("[daemon]\nallowed_hosts = [\"a b\"]\n", "daemon.allowed_hosts[0]", "host names or IP addresses", 2),
+        ("[proxy]\nlisten = \"0.0.0.0:9480\"\n", "proxy.listen", "allow must list the client networks", 2),
+        ("[proxy]\nlisten = \"localhost:9480\"\n", "proxy.listen", "IP address and port", 2),
+        ("[proxy]\nlisten = \"127.0.0.1:9477\"\n", "proxy.listen", "also [daemon] listen", 2),
+        ("[proxy]\nallow = [\"127.0.0.1/8\", \"10.0.0.0/33\"]\n", "proxy.allow[1]", "0 to 32", 2),
+        ("[proxy]\ntls_cert_file = \"x.crt\"\n", "proxy.tls_cert_file", "tls_key_file is not", 2),
+        ("[proxy]\nhold = \"10m\"\n", "proxy.hold", "from 0s to 5m", 2),
+        ("[proxy]\ntimeout = \"0s\"\n", "proxy.timeout", "longer than zero", 2),
+        ("[proxy]\nmax_retry_body = \"1 parsec\"\n", "proxy.max_retry_body", "like \"1MiB\"", 2),
+        ("[proxy]\nmax_retry_body = \"1GiB\"\n", "proxy.max_retry_body", "at most \"64MiB\"", 2),
         ("[daemon]\nallowed_hosts = [\"A.example\", \"a.example\"]\n", "daemon.allowed_hosts[1]", "listed twice", 2),
         ("[policy]\nmin_interval = \"ten\"\n", "policy.min_interval", "duration like \"30s\"", 2),
         ("[policy]\nquiet_before_reset = \"25h\"\n", "policy.quiet_before_reset", "from 0s to 23h 59m 59s", 2),
@@ -528,4 +537,43 @@ fn absurd_durations_are_refused_everywhere() {
         "[[alerts]]\nkind = \"webhook\"\nurl = \"http://x\"\nrepeat_after = \"60000000000000d\"\n",
     );
     assert_eq!(errs[0].key.as_deref(), Some("alerts[0].repeat_after"));
+}
+
+#[test]
+fn the_proxy_section_defaults_and_warns_about_plain_http_off_loopback() {
+    let (config, _) = ok("");
+    assert!(config.proxy.is_none(), "absent = off");
+    let (config, warnings) = ok("[wechat]\ntimeout = \"3s\"\n[proxy]\n");
+    let p = config.proxy.expect("on");
+    assert_eq!(p.listen, "127.0.0.1:9480".parse().unwrap());
+    assert_eq!(p.allow, Cidr::loopback());
+    assert_eq!(p.hold, Duration::from_secs(5));
+    assert_eq!(
+        p.timeout,
+        Duration::from_secs(3),
+        "the [wechat] timeout by default"
+    );
+    assert_eq!(p.max_retry_body, 1 << 20);
+    assert!(p.tls.is_none());
+    assert!(
+        !warnings.iter().any(|w| w.0.contains("proxy")),
+        "{warnings:?}"
+    );
+    let (config, warnings) = ok(
+        "[proxy]\nlisten = \"0.0.0.0:9480\"\nallow = [\"10.0.0.0/8\", \"::1\"]\nhold = \"0s\"\n\
+         timeout = \"2s\"\nmax_retry_body = 4096\n",
+    );
+    let p = config.proxy.unwrap();
+    assert_eq!(p.allow.len(), 2);
+    assert!(p.allows("10.1.2.3".parse().unwrap()) && !p.allows("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        (p.hold, p.timeout, p.max_retry_body),
+        (Duration::ZERO, Duration::from_secs(2), 4096)
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.0.contains("plain HTTP") && w.0.contains("proxy.listen")),
+        "{warnings:?}"
+    );
 }

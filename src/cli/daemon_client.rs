@@ -1,5 +1,5 @@
-//! The CLI's side of the HTTP API: `status`, `report` and `clear` talk to the running
-//! daemon at the config's `listen` address, with its API token when one is set.
+//! The CLI's client of the running daemon's HTTP API: `status`, `report` and `clear`
+//! talk to the config's `listen` address, with its API token when one is set.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::engine::StatusDoc;
 
 /// A failure to talk to the daemon, worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -111,63 +110,4 @@ impl DaemonClient {
         )
         .await
     }
-}
-
-/// The status document as a table: account, state, clears used/left, top APIs.
-pub fn render_status(doc: &StatusDoc) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "now {}   next reset {}{}",
-        doc.now,
-        doc.next_reset,
-        if doc.dry_run { "   (dry run)" } else { "" }
-    );
-    let _ = writeln!(
-        out,
-        "{:<20} {:<10} {:>6} {:>5} {:>6}  TOP APIS (used/limit)",
-        "ACCOUNT", "STATE", "CLEARS", "LEFT", "TODAY"
-    );
-    for a in &doc.accounts {
-        let top: Vec<String> = a
-            .apis
-            .iter()
-            .filter(|q| q.used > 0 || q.blocked)
-            .take(3)
-            .map(|q| {
-                let limit = q.limit.map_or("-".into(), |l| l.to_string());
-                let pct = q
-                    .ratio
-                    .map_or(String::new(), |r| format!(" {:.0}%", r * 100.0));
-                let blocked = if q.blocked { " BLOCKED" } else { "" };
-                format!("{} {}/{}{}{}", q.api, q.used, limit, pct, blocked)
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<20} {:<10} {:>6} {:>5} {:>6}  {}",
-            a.name,
-            a.state,
-            a.clears.used,
-            a.clears.left,
-            a.clears.today,
-            if top.is_empty() {
-                "-".to_string()
-            } else {
-                top.join(", ")
-            }
-        );
-        if let Some(last) = &a.clears.last {
-            let _ = writeln!(
-                out,
-                "{:<20} last clear {} {} ({})",
-                "", last.at, last.outcome, last.reason
-            );
-        }
-        if let Some(e) = &a.error {
-            let _ = writeln!(out, "{:<20} error: {}", "", e.message);
-        }
-    }
-    out
 }

@@ -1,0 +1,259 @@
+//! Third-party platforms (SPEC §8) against the real binary: the signature-checked push
+//! endpoint, the bearer-protected ticket endpoint, and durable tickets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wxquotad::platform::crypto::MsgCrypt;
+use wxquotad::platform::push;
+
+const COMPONENT: &str = "wx7c8d9e0f1a2b3c4d";
+const TOKEN: &str = "PUSHTOKENvalue123";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const API_TOKEN: &str = "api-bearer-token-0123456789";
+
+/// A daemon config with one platform ("acme") and an API bearer token.
+fn setup(sim_url: &str) -> Setup {
+    let setup = Setup::new(sim_url, "", "");
+    let dir = setup.dir.path();
+    for (name, body) in [
+        ("acme.secret", "COMPONENTSECRETvalue"),
+        ("acme.token", TOKEN),
+        ("acme.aeskey", AES_KEY),
+        ("api-token", API_TOKEN),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+        set_mode(&dir.join(name), 0o600);
+    }
+    setup.edit(
+        "[wechat]",
+        &format!(
+            "api_token_file = \"{}\"\n\n[wechat]",
+            dir.join("api-token").display()
+        ),
+    );
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        format!(
+            "{text}\n[[platforms]]\nname = \"acme\"\ncomponent_appid = \"{COMPONENT}\"\n\
+             secret_file = \"{d}/acme.secret\"\nmessage_token_file = \"{d}/acme.token\"\n\
+             aes_key_file = \"{d}/acme.aeskey\"\ndiscover = \"0s\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    setup
+}
+
+/// A push as WeChat sends it: (query string, body).
+fn sealed(crypt: &MsgCrypt, xml: &str, nonce: &str) -> (String, String) {
+    let encrypt = crypt.encrypt(xml);
+    let timestamp = "1763438400";
+    let sig = crypt.sign(timestamp, nonce, &encrypt);
+    (
+        format!("timestamp={timestamp}&nonce={nonce}&msg_signature={sig}&encrypt_type=aes"),
+        push::envelope(COMPONENT, &encrypt),
+    )
+}
+
+async fn send(d: &Daemon, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(d.url(&format!("/v1/platforms/acme/events?{query}")))
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .expect("daemon answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// The stored (ticket, create_time), read from the state file.
+fn stored_ticket(setup: &Setup) -> Option<(String, i64)> {
+    let c = rusqlite::Connection::open(setup.state_db()).unwrap();
+    c.query_row(
+        "SELECT ticket, create_time FROM platform_tickets WHERE component_appid = ?1",
+        [COMPONENT],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_are_checked_and_only_a_good_one_changes_the_ticket() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = setup(&sim.url);
+        let d = Daemon::start(&setup.config, &[]);
+        let ours = MsgCrypt::new(TOKEN, AES_KEY, COMPONENT).unwrap();
+
+        // A good push, without any bearer token: stored, "success".
+        let (q, body) = sealed(&ours, &push::ticket_xml(COMPONENT, "ticket@200", 200), "11");
+        assert_eq!(send(&d, &q, body.clone()).await, (200, "success".into()));
+        assert_eq!(stored_ticket(&setup), Some(("ticket@200".into(), 200)));
+
+        // Wrong signature (another token): 403, nothing changes.
+        let forger = MsgCrypt::new("not-the-token", AES_KEY, COMPONENT).unwrap();
+        let (q, body) = sealed(&forger, &push::ticket_xml(COMPONENT, "forged", 900), "12");
+        let (status, text) = send(&d, &q, body).await;
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("msg_signature"), "{text}");
+        // No signature at all.
+        let (_, body) = sealed(&ours, &push::ticket_xml(COMPONENT, "unsigned", 901), "13");
+        assert_eq!(send(&d, "timestamp=1&nonce=2", body).await.0, 403);
+
+        // Signed, but for another component appid: 400.
+        let other = MsgCrypt::new(TOKEN, AES_KEY, "wx0000000000000001").unwrap();
+        let (q, body) = sealed(&other, &push::ticket_xml(COMPONENT, "elsewhere", 902), "14");
+        let (status, text) = send(&d, &q, body).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("wx0000000000000001"), "{text}");
+
+        // Signed garbage in Encrypt: 400. Not XML at all: 400.
+        let sig = ours.sign("1", "2", "AAAA");
+        let (status, _) = send(
+            &d,
+            &format!("timestamp=1&nonce=2&msg_signature={sig}"),
+            push::envelope(COMPONENT, "AAAA"),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            send(
+                &d,
+                "timestamp=1&nonce=2&msg_signature=x",
+                "{\"json\": true}"
+            )
+            .await
+            .0,
+            400
+        );
+
+        // A huge body: 413 before anything is read into a decision.
+        let huge = format!(
+            "<xml><Encrypt>{}</Encrypt></xml>",
+            "A".repeat(2 * 1024 * 1024)
+        );
+        let (q, _) = sealed(&ours, "<xml/>", "15");
+        assert_eq!(send(&d, &q, huge).await.0, 413);
+
+        // A replay of an older push: answered, but the newer ticket stays.
+        let (q, body) = sealed(&ours, &push::ticket_xml(COMPONENT, "ticket@300", 300), "16");
+        assert_eq!(send(&d, &q, body).await.0, 200);
+        let (q, body) = sealed(&ours, &push::ticket_xml(COMPONENT, "ticket@200", 200), "17");
+        assert_eq!(send(&d, &q, body).await, (200, "success".into()));
+        assert_eq!(stored_ticket(&setup), Some(("ticket@300".into(), 300)));
+
+        // An unknown platform: 404.
+        let r = reqwest::Client::new()
+            .post(d.url("/v1/platforms/nope/events?timestamp=1"))
+            .body("<xml/>")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+
+        // The ticket endpoint needs the bearer token.
+        let (status, _) = d
+            .post("/v1/platforms/acme/ticket", r#"{"ticket": "manual"}"#)
+            .await;
+        assert_eq!(status, 401);
+        let authed = |body: &'static str| {
+            reqwest::Client::new()
+                .post(d.url("/v1/platforms/acme/ticket"))
+                .bearer_auth(API_TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        assert_eq!(
+            authed(r#"{"ticket": ""}"#).await.unwrap().status().as_u16(),
+            400
+        );
+        assert_eq!(
+            authed(r#"{"tiket": "x"}"#).await.unwrap().status().as_u16(),
+            400
+        );
+        assert_eq!(
+            authed(r#"{"ticket": "manual-ticket"}"#)
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+        assert_eq!(stored_ticket(&setup).unwrap().0, "manual-ticket");
+
+        // The ticket survives a restart; secrets never reached the logs.
+        let (code, logs) = d.terminate();
+        assert_eq!(code, Some(0));
+        for secret in [
+            "ticket@300",
+            "manual-ticket",
+            TOKEN,
+            AES_KEY,
+            "COMPONENTSECRETvalue",
+        ] {
+            assert!(!logs.contains(secret), "{secret} in the logs");
+        }
+        let d = Daemon::start(&setup.config, &[]);
+        assert_eq!(stored_ticket(&setup).unwrap().0, "manual-ticket");
+        drop(d);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_ticket_pushes_leaves_a_whole_ticket() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = setup(&sim.url);
+        let d = Daemon::start(&setup.config, &[]);
+        let crypt = MsgCrypt::new(TOKEN, AES_KEY, COMPONENT).unwrap();
+        let addr = d.addr;
+        // Pushes keep coming from several senders while the daemon is killed.
+        let senders: Vec<_> = (0..4)
+            .map(|s| {
+                let crypt = crypt.clone();
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    let mut ok = 0u32;
+                    for i in 0..10_000i64 {
+                        let t = 1000 + i * 4 + s;
+                        let (q, body) = sealed(
+                            &crypt,
+                            &push::ticket_xml(COMPONENT, &format!("ticket-{t}"), t),
+                            &t.to_string(),
+                        );
+                        let url = format!("http://{addr}/v1/platforms/acme/events?{q}");
+                        match http.post(url).body(body).send().await {
+                            Ok(r) if r.status().is_success() => ok += 1,
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        wait_for("some pushes stored", Duration::from_secs(20), || async {
+            stored_ticket(&setup).filter(|(_, t)| *t > 1100).map(|_| ())
+        })
+        .await;
+        d.kill9();
+        for s in senders {
+            let _ = s.await;
+        }
+        assert_eq!(setup.integrity_check(), "ok");
+        // Ticket and CreateTime come from the same push: nothing half-stored.
+        let (ticket, t) = stored_ticket(&setup).expect("a ticket survives");
+        assert_eq!(ticket, format!("ticket-{t}"));
+        // The daemon starts again on that state.
+        let d = Daemon::start(&setup.config, &[]);
+        assert_eq!(stored_ticket(&setup).unwrap().0, ticket);
+        drop(d);
+    })
+    .await;
+}
