@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 
 use super::model::{self, AccountDemand, DayStats};
 use super::oracle::{self, Budgets};
-use super::traffic::{minute_start, minute_of, Minute, Traffic};
+use super::traffic::{minute_of, minute_start, Minute, Traffic};
 use super::{AccountRun, MadeClear, Replay, Source};
 use crate::config::{Account, Config, Secret};
 use crate::engine::{Engine, Report, Reported, Target};
@@ -138,7 +138,8 @@ pub async fn run(
         let mut rejected: Vec<(usize, String, u64)> = Vec::new();
         let mut charged_before: Vec<u32> = Vec::new();
         for (i, p) in players.iter_mut().enumerate() {
-            charged_before.push(sim.clears_charged(&p.cfg.appid) + sim.api_clears_charged(&p.cfg.appid));
+            charged_before
+                .push(sim.clears_charged(&p.cfg.appid) + sim.api_clears_charged(&p.cfg.appid));
             let stats = p.days.entry(day).or_default();
             let Some(row) = p.by_path.get(&m) else {
                 continue;
@@ -167,7 +168,8 @@ pub async fn run(
             let mut retry_batch = Vec::new();
             for r in rejected.iter_mut() {
                 let p = &mut players[r.0];
-                let charged = sim.clears_charged(&p.cfg.appid) + sim.api_clears_charged(&p.cfg.appid);
+                let charged =
+                    sim.clears_charged(&p.cfg.appid) + sim.api_clears_charged(&p.cfg.appid);
                 if charged == charged_before[r.0] {
                     continue;
                 }
@@ -234,7 +236,9 @@ pub async fn run(
             .collect();
         let mut days = p.days;
         for c in &clears {
-            days.entry(day_of(minute_start(c.minute))).or_default().clears += 1;
+            days.entry(day_of(minute_start(c.minute)))
+                .or_default()
+                .clears += 1;
         }
         let demand = AccountDemand::new(&p.cfg.limits, &p.by_path);
         let none = model::evaluate(&demand, &[], false);
@@ -293,5 +297,110 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::output;
+    use super::super::traffic;
+    use super::*;
+
+    /// A config with one account "shop" (preset normal: user/get 500 a day), `policy`
+    /// as its [policy] body and `poll` as its [poll] interval.
+    fn config(policy: &str, poll: &str) -> (Config, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[daemon]\nstate_dir = \"/nonexistent\"\n[policy]\n{policy}\n[poll]\ninterval = \"{poll}\"\n\
+                 [[accounts]]\nname = \"shop\"\nappid = \"wx448f04719cd48f69\"\npreset = \"normal\"\nsecret_env = \"WXQUOTAD_TEST_UNSET\"\n"
+            ),
+        )
+        .unwrap();
+        let (c, _) =
+            crate::config::load_with(&path, crate::config::LoadOptions { simulate: true }).unwrap();
+        (c, dir)
+    }
+
+    fn lines(rows: &[(&str, &str, u64)]) -> Traffic {
+        let text: String = rows
+            .iter()
+            .map(|(hm, api, calls)| {
+                format!(
+                    "{{\"t\": \"2026-11-18T{hm}:00+08:00\", \"account\": \"shop\", \"api\": \"{api}\", \"calls\": {calls}}}\n"
+                )
+            })
+            .collect();
+        traffic::parse(&text).unwrap()
+    }
+
+    async fn replay(c: &Config, t: &Traffic, source: Source) -> serde_json::Value {
+        let (r, unknown) = tokio::time::timeout(Duration::from_secs(120), run(c, t, source))
+            .await
+            .expect("the replay finished within its time limit")
+            .unwrap();
+        assert!(unknown.is_empty());
+        serde_json::to_value(output::doc(&r)).unwrap()
+    }
+
+    const USER_GET: &str = "/cgi-bin/user/get";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hand_checked_trace_through_each_source() {
+        // user/get: 500 a day. 300 at 09:00 fits; at 09:01 200 fit and 100 are rejected
+        // (45009), so the daemon clears that one interface in 09:01; 09:02 fits again.
+        let t = lines(&[
+            ("09:00", USER_GET, 300),
+            ("09:01", USER_GET, 300),
+            ("09:02", USER_GET, 300),
+        ]);
+        let (c, _dir) = config("", "5m");
+        let doc = replay(&c, &t, Source::Reports).await;
+        assert_eq!(doc["from"], "2026-11-18T09:00:00+08:00");
+        assert_eq!(doc["to"], "2026-11-18T09:02:00+08:00");
+        assert_eq!(doc["source"], "reports");
+        let a = &doc["accounts"][0];
+        assert_eq!(a["name"], "shop");
+        assert_eq!(
+            (a["wanted"].as_u64(), a["served"].as_u64()),
+            (Some(900), Some(800))
+        );
+        assert_eq!(
+            (a["rejected"].as_u64(), a["blocked_minutes"].as_u64()),
+            (Some(100), Some(1))
+        );
+        assert_eq!(
+            a["clears"],
+            serde_json::json!([{"at": "2026-11-18T09:01:00+08:00", "kind": "api", "api": USER_GET, "trigger": "45009"}])
+        );
+        assert_eq!(a["none"]["rejected"], 400);
+        // Knowing the file, clears after 09:00 and after 09:01 lose nothing.
+        assert_eq!(a["oracle"]["rejected"], 0);
+        assert_eq!(a["oracle"]["clears"].as_array().unwrap().len(), 2);
+        assert_eq!(a["oracle"]["exact"], true);
+
+        // proxy: the 100 rejected in 09:01 are retried after the clear and served.
+        let doc = replay(&c, &t, Source::Proxy).await;
+        let a = &doc["accounts"][0];
+        assert_eq!(
+            (a["served"].as_u64(), a["rejected"].as_u64()),
+            (Some(900), Some(0))
+        );
+        assert_eq!(a["clears"].as_array().unwrap().len(), 1);
+
+        // poll every minute: 09:01's read shows no room, so the clear comes in 09:01 too,
+        // and nothing is retried.
+        let (c1, _dir1) = config("", "1m");
+        let doc = replay(&c1, &t, Source::Poll).await;
+        let a = &doc["accounts"][0];
+        assert_eq!(a["rejected"], 100);
+        assert_eq!(a["clears"][0]["at"], "2026-11-18T09:01:00+08:00");
+        // poll every 5 minutes: only 09:00 is read (300 of 500): no clear at all.
+        let doc = replay(&c, &t, Source::Poll).await;
+        let a = &doc["accounts"][0];
+        assert_eq!(a["rejected"], 400);
+        assert_eq!(a["clears"], serde_json::json!([]));
     }
 }

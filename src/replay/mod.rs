@@ -8,7 +8,7 @@
 //! - [`oracle`]: the best schedule knowing the whole file;
 //! - [`output`]: the `--json` document and the per-day table.
 
-// mod driver;
+mod driver;
 pub mod model;
 pub mod oracle;
 pub mod output;
@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-// pub use driver::run;
+pub use driver::run;
 use model::{DayStats, Quota};
 use traffic::Minute;
 
@@ -81,4 +81,65 @@ pub struct Replay {
     pub to: Minute,
     pub source: Source,
     pub accounts: Vec<AccountRun>,
+}
+
+/// `wxquotad replay`: loads the config (secrets need not resolve: replay never uses
+/// them), reads the traffic file, replays it and prints the table or, with `json`, the
+/// document. Returns the exit code: 0, 1 for an unreadable or malformed traffic file or
+/// a failed replay, 78 for an invalid config.
+pub fn command(
+    config_path: &std::path::Path,
+    traffic_path: &std::path::Path,
+    source: Source,
+    json: bool,
+) -> u8 {
+    let fail = |message: String, code: u8| {
+        eprintln!("wxquotad: {message}");
+        if json {
+            println!("{}", serde_json::json!({ "error": message }));
+        }
+        code
+    };
+    let config = match crate::config::load_with(
+        config_path,
+        crate::config::LoadOptions { simulate: true },
+    ) {
+        Ok((c, _warnings)) => c,
+        Err(errors) => return fail(format!("{errors}"), 78),
+    };
+    let text = match std::fs::read_to_string(traffic_path) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", traffic_path.display()), 1),
+    };
+    let traffic = match traffic::parse(&text) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", traffic_path.display()), 1),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}"), 1),
+    };
+    let (replay, unknown) = match rt.block_on(run(&config, &traffic, source)) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{}: {e}", traffic_path.display()), 1),
+    };
+    if !unknown.is_empty() {
+        eprintln!(
+            "wxquotad: warning: {} names accounts the config does not have, left out: {}",
+            traffic_path.display(),
+            unknown.join(", ")
+        );
+    }
+    if json {
+        match serde_json::to_string_pretty(&output::doc(&replay)) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(format!("cannot write the document: {e}"), 1),
+        }
+    } else {
+        print!("{}", output::table(&replay));
+    }
+    0
 }

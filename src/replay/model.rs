@@ -294,7 +294,12 @@ pub(crate) mod tests {
         // Limit 100: 60 + 30 served, then 10 of 30 served and 20 rejected, then 50 rejected.
         let d = one(
             100,
-            &[(at("09:00"), 60), (at("09:01"), 30), (at("09:02"), 30), (at("10:00"), 50)],
+            &[
+                (at("09:00"), 60),
+                (at("09:01"), 30),
+                (at("09:02"), 30),
+                (at("10:00"), 50),
+            ],
         );
         let days = evaluate(&d, &[], false);
         let day = &days[&NaiveDate::from_ymd_opt(2026, 11, 3).unwrap()];
@@ -312,14 +317,20 @@ pub(crate) mod tests {
 
     #[test]
     fn a_clear_helps_from_the_next_minute_and_with_proxy_retries_its_own() {
-        let d = one(100, &[(at("09:00"), 80), (at("09:01"), 50), (at("09:02"), 50)]);
+        let d = one(
+            100,
+            &[(at("09:00"), 80), (at("09:01"), 50), (at("09:02"), 50)],
+        );
         let clear = [Clear {
             minute: at("09:01"),
             kind: ClearKind::Account,
         }];
         // reports: 09:01 serves 20 and loses 30; after the clear 09:02 serves 50.
         let r = total(evaluate(&d, &clear, false).values());
-        assert_eq!((r.served, r.rejected, r.blocked_minutes, r.clears), (150, 30, 1, 1));
+        assert_eq!(
+            (r.served, r.rejected, r.blocked_minutes, r.clears),
+            (150, 30, 1, 1)
+        );
         // proxy: the 30 of 09:01 are retried after the clear, then 09:02 serves 50.
         let p = total(evaluate(&d, &clear, true).values());
         assert_eq!((p.served, p.rejected, p.blocked_minutes), (180, 0, 0));
@@ -329,13 +340,27 @@ pub(crate) mod tests {
     fn naive_clears_at_the_first_rejection_until_the_budgets_run_out() {
         // Limit 10, 15 a minute: every minute overflows. One api and one account clear,
         // at most 3 a day: the first two blocked minutes get them, then nothing.
-        let d = one(10, &[(at("09:00"), 15), (at("09:01"), 15), (at("09:02"), 15), (at("09:03"), 15)]);
+        let d = one(
+            10,
+            &[
+                (at("09:00"), 15),
+                (at("09:01"), 15),
+                (at("09:02"), 15),
+                (at("09:03"), 15),
+            ],
+        );
         let s = naive(&d, 1, 1, 3);
         assert_eq!(
             s,
             vec![
-                Clear { minute: at("09:00"), kind: ClearKind::Api(0) },
-                Clear { minute: at("09:01"), kind: ClearKind::Account },
+                Clear {
+                    minute: at("09:00"),
+                    kind: ClearKind::Api(0)
+                },
+                Clear {
+                    minute: at("09:01"),
+                    kind: ClearKind::Account
+                },
             ]
         );
         let r = total(evaluate(&d, &s, false).values());
@@ -358,13 +383,25 @@ pub(crate) mod tests {
         let limits = LimitTable::from_preset(crate::config::PresetName::Normal);
         let mut by_path: BTreeMap<Minute, BTreeMap<String, u64>> = BTreeMap::new();
         let m = at("09:00");
-        by_path.entry(m).or_default().insert("/cgi-bin/message/mass/sendall".into(), 80);
-        by_path.entry(m).or_default().insert("/cgi-bin/message/mass/send".into(), 80);
-        by_path.entry(m).or_default().insert("/sns/userinfo".into(), 1_000_000);
+        by_path
+            .entry(m)
+            .or_default()
+            .insert("/cgi-bin/message/mass/sendall".into(), 80);
+        by_path
+            .entry(m)
+            .or_default()
+            .insert("/cgi-bin/message/mass/send".into(), 80);
+        by_path
+            .entry(m)
+            .or_default()
+            .insert("/sns/userinfo".into(), 1_000_000);
         let d = AccountDemand::new(&limits, &by_path);
         assert_eq!(d.quotas.len(), 2);
         let r = total(evaluate(&d, &[], false).values());
-        assert_eq!(r.rejected, 60, "mass send's 100 a day is shared by both paths");
+        assert_eq!(
+            r.rejected, 60,
+            "mass send's 100 a day is shared by both paths"
+        );
         // An api clear resets only its quota.
         let q = d.quotas.iter().position(|q| q.limit == Some(100)).unwrap();
         let mut c = Counters::new(2);

@@ -47,9 +47,7 @@ impl Budgets {
         Budgets {
             account: policy.monthly_clears.saturating_sub(policy.reserve),
             api: if policy.api_clears {
-                policy
-                    .monthly_api_clears
-                    .saturating_sub(policy.api_reserve)
+                policy.monthly_api_clears.saturating_sub(policy.api_reserve)
             } else {
                 0
             },
@@ -93,7 +91,9 @@ pub fn day_curve(rows: &[(Minute, u64)], limit: u64, kmax: usize) -> Curve {
     let over = |d: i128| (d - l).max(0);
     // layers[j - 1][t] (1-based t): fewest rejected in minutes 1..=t when the j-th
     // clear is made right after minute t; parents[j - 1][t]: where the clear before it was.
-    let first: Vec<i128> = (0..=n).map(|t| if t == 0 { INF } else { over(p[t]) }).collect();
+    let first: Vec<i128> = (0..=n)
+        .map(|t| if t == 0 { INF } else { over(p[t]) })
+        .collect();
     let mut layers: Vec<Vec<i128>> = vec![first];
     let mut parents: Vec<Vec<usize>> = vec![vec![0; n + 1]];
     let mut exact_cost = vec![over(p[n])];
@@ -333,7 +333,10 @@ mod tests {
     fn one_clear_goes_where_it_saves_most() {
         // Limit 100; 100 at 09:00, 12:00 and 18:00: any single clear saves 100 of the
         // 200 rejected, two save all.
-        let d = one(100, &[(at("09:00"), 100), (at("12:00"), 100), (at("18:00"), 100)]);
+        let d = one(
+            100,
+            &[(at("09:00"), 100), (at("12:00"), 100), (at("18:00"), 100)],
+        );
         let b = best(
             &d,
             Budgets {
@@ -403,7 +406,10 @@ mod tests {
         // Nov 30 and Dec 1 (UTC+8) each overflow; one clear a month covers both.
         let nov30 = at_day(30, "09:00");
         let dec1 = nov30 + 24 * 60;
-        let d = one(10, &[(nov30, 10), (nov30 + 1, 10), (dec1, 10), (dec1 + 1, 10)]);
+        let d = one(
+            10,
+            &[(nov30, 10), (nov30 + 1, 10), (dec1, 10), (dec1 + 1, 10)],
+        );
         let b = best(
             &d,
             Budgets {

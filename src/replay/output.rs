@@ -148,24 +148,34 @@ pub fn table(r: &Replay) -> String {
         let _ = writeln!(
             out,
             "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} | {:>10} {:>10} {:>10} {:>6}",
-            "day", "wanted", "served", "rejected", "blocked", "clears", "none", "naive", "oracle", "clears"
+            "day",
+            "wanted",
+            "served",
+            "rejected",
+            "blocked",
+            "clears",
+            "none",
+            "naive",
+            "oracle",
+            "clears"
         );
-        let line = |out: &mut String, label: &str, d: &DayStats, none: u64, naive: u64, o: &DayStats| {
-            let _ = writeln!(
-                out,
-                "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} | {:>10} {:>10} {:>10} {:>6}",
-                label,
-                d.wanted,
-                d.served,
-                d.rejected,
-                d.blocked_minutes,
-                d.clears,
-                none,
-                naive,
-                o.rejected,
-                o.clears
-            );
-        };
+        let line =
+            |out: &mut String, label: &str, d: &DayStats, none: u64, naive: u64, o: &DayStats| {
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:>12} {:>12} {:>10} {:>8} {:>6} | {:>10} {:>10} {:>10} {:>6}",
+                    label,
+                    d.wanted,
+                    d.served,
+                    d.rejected,
+                    d.blocked_minutes,
+                    d.clears,
+                    none,
+                    naive,
+                    o.rejected,
+                    o.clears
+                );
+            };
         for (day, d) in &a.days {
             let none = a.none.get(day).map_or(0, |n| n.rejected);
             let naive = a.naive.get(day).map_or(0, |n| n.rejected);
@@ -184,7 +194,11 @@ pub fn table(r: &Replay) -> String {
         let _ = writeln!(
             out,
             "efficiency (none − policy) / (none − oracle): {eff}{}",
-            if a.oracle.exact { "" } else { "  (oracle is an upper bound: several limited interfaces or proxy retries)" }
+            if a.oracle.exact {
+                ""
+            } else {
+                "  (oracle is an upper bound: several limited interfaces or proxy retries)"
+            }
         );
         for c in &a.clears {
             let _ = writeln!(

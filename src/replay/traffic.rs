@@ -72,7 +72,11 @@ impl Traffic {
     pub fn of_account(&self, account: &str) -> BTreeMap<Minute, BTreeMap<String, u64>> {
         let mut out: BTreeMap<Minute, BTreeMap<String, u64>> = BTreeMap::new();
         for d in self.demand.iter().filter(|d| d.account == account) {
-            let calls = out.entry(d.minute).or_default().entry(d.api.clone()).or_default();
+            let calls = out
+                .entry(d.minute)
+                .or_default()
+                .entry(d.api.clone())
+                .or_default();
             *calls = calls.saturating_add(d.calls);
         }
         out
