@@ -127,6 +127,7 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                traffic: Mutex::new(recorder(&config)),
                 decisions: DecisionLog::default(),
                 proxy: proxy::ProxyState::default(),
             }),
@@ -244,6 +245,17 @@ impl Engine {
                 touched.push(idx);
             }
         }
+        if let Some(rec) = self.traffic().as_mut() {
+            for (item, &idx) in items.iter().zip(&targets) {
+                // A 45009 is a call the application wanted and WeChat refused.
+                let calls = match item.what {
+                    Reported::Calls(n) => n,
+                    Reported::Errcode(45009) => 1,
+                    Reported::Errcode(_) => continue,
+                };
+                rec.add(now, &st.accounts[idx].cfg.name, &item.api, calls);
+            }
+        }
         touched.sort_unstable();
         touched.dedup();
         for idx in touched {
@@ -267,6 +279,13 @@ impl Engine {
         if let Err(e) = self.flush() {
             warn!(error = %e, "could not flush counters; will retry");
         }
+        if let Some(rec) = self.traffic().as_mut() {
+            rec.roll(now);
+        }
+    }
+
+    fn traffic(&self) -> MutexGuard<'_, Option<crate::replay::record::Recorder>> {
+        self.inner.traffic.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes changed counters to the store. Returns how many rows were written.
@@ -438,6 +457,15 @@ impl Engine {
             st.client = observed_client(&config, &self.inner.metrics);
         }
         self.inner.alerts.update(config.alerts.clone());
+        if config.daemon.traffic_log != st.config.daemon.traffic_log
+            || config.daemon.traffic_log_max != st.config.daemon.traffic_log_max
+        {
+            let mut rec = self.traffic();
+            if let Some(old) = rec.as_mut() {
+                old.flush();
+            }
+            *rec = recorder(&config);
+        }
         st.config = Arc::new(config);
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = st.config.clone();
         st.set_accounts(accounts);
@@ -455,6 +483,9 @@ impl Engine {
         };
         if tokio::time::timeout(limit, wait).await.is_err() {
             warn!("clears still in flight at shutdown; they stay counted as spent");
+        }
+        if let Some(rec) = self.traffic().as_mut() {
+            rec.flush();
         }
         match self.flush() {
             Ok(n) => info!(rows = n, "counters flushed"),
@@ -517,6 +548,14 @@ impl State {
             }
         }
     }
+}
+
+/// The traffic log's recorder, when `[daemon] traffic_log` is set.
+fn recorder(config: &Config) -> Option<crate::replay::record::Recorder> {
+    let d = &config.daemon;
+    d.traffic_log
+        .clone()
+        .map(|p| crate::replay::record::Recorder::new(p, d.traffic_log_max))
 }
 
 /// A WeChat client for `config` whose every request is counted in `metrics`.

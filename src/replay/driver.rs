@@ -117,6 +117,8 @@ pub async fn run(
     // Decisions are what is replayed: a dry run would show none, alerts would leave
     // the machine.
     cfg.daemon.dry_run = false;
+    // Replay records nothing (it would write its own traffic into the daemon's log).
+    cfg.daemon.traffic_log = None;
     cfg.alerts.clear();
     cfg.wechat.base_url = format!("http://{addr}");
     cfg.wechat.fallback_urls.clear();

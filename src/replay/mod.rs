@@ -6,9 +6,11 @@
 //! - [`traffic`]: the JSON Lines file, parsed strictly (errors name the line);
 //! - [`model`]: the minute model (counters, serving, 45009), pure;
 //! - [`oracle`]: the best schedule knowing the whole file;
-//! - [`output`]: the `--json` document and the per-day table.
+//! - [`output`]: the `--json` document and the per-day table;
+//! - [`record`]: `[daemon] traffic_log`, the daemon writing traffic files.
 
 mod driver;
+pub mod record;
 pub mod model;
 pub mod oracle;
 pub mod output;
