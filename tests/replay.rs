@@ -245,3 +245,46 @@ fn the_table_shows_each_day_and_the_totals() {
     assert!(table.lines().any(|l| l.starts_with("total")), "{table}");
     assert!(table.contains("efficiency"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_records_reported_calls_as_a_traffic_file_that_replay_reads() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, POLICY, "");
+        setup.edit(
+            "log_format = \"json\"",
+            "log_format = \"json\"\ntraffic_log = \"recorded.jsonl\"",
+        );
+        let daemon = Daemon::start(&setup.config, &[]);
+        for body in [
+            r#"{"account": "shop", "api": "/cgi-bin/user/get", "calls": 10}"#,
+            r#"[{"account": "shop", "api": "cgi-bin/user/get", "calls": 5}, {"appid": "wx448f04719cd48f69", "api": "/cgi-bin/menu/get", "errcode": 45011}]"#,
+            r#"{"account": "shop", "api": "/cgi-bin/menu/get", "errcode": 45009}"#,
+        ] {
+            let (code, answer) = daemon.report(body).await;
+            assert_eq!(code, 200, "{answer}");
+        }
+        let (code, logs) = daemon.terminate();
+        assert_eq!(code, Some(0), "{logs}");
+        // Written at the latest at shutdown; each minute's lines sorted.
+        let file = setup.dir.path().join("recorded.jsonl");
+        let text = std::fs::read_to_string(&file).expect("the traffic log was written");
+        let t = wxquotad::replay::traffic::parse(&text).unwrap();
+        let sum = |api: &str| -> u64 { t.demand.iter().filter(|d| d.api == api).map(|d| d.calls).sum() };
+        assert_eq!(sum(USER_GET), 15);
+        assert_eq!(sum(MENU_GET), 1, "a 45009 is one call wanted; a 45011 is not recorded");
+        assert!(t.demand.iter().all(|d| d.account == "shop"));
+        // And replay reads it back.
+        let out = bin()
+            .arg("-c")
+            .arg(&setup.config)
+            .args(["replay", "--json", "--traffic"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["accounts"][0]["wanted"], 16);
+    })
+    .await;
+}

@@ -80,6 +80,9 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// `[daemon] traffic_log`: every reported call, by minute, for `wxquotad replay`.
+    /// Taken after the state lock, never before it.
+    traffic: Mutex<Option<crate::replay::record::Recorder>>,
     /// The latest decision events (`GET /v1/decisions`).
     decisions: DecisionLog,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
