@@ -512,6 +512,48 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(96))]
 
         #[test]
+        fn the_day_programme_matches_every_choice_of_clear_minutes(
+            calls in proptest::collection::vec(0u64..40, 1..9),
+            limit in 5u64..40,
+            kmax in 0usize..5,
+        ) {
+            let rows: Vec<(Minute, u64)> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (at("09:00") + i as i64, c))
+                .collect();
+            let d = one(limit, &rows);
+            let curve = day_curve(&rows, limit, kmax);
+            // Every subset of the minutes to clear after, by size.
+            let n = rows.len();
+            let mut best = vec![u64::MAX; kmax + 1];
+            for mask in 0u32..(1 << n) {
+                let k = mask.count_ones() as usize;
+                if k > kmax {
+                    continue;
+                }
+                let schedule: Vec<Clear> = (0..n)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| Clear { minute: rows[i].0, kind: ClearKind::Account })
+                    .collect();
+                let r = rejected(&evaluate(&d, &schedule, false));
+                for b in best.iter_mut().skip(k) {
+                    *b = (*b).min(r);
+                }
+            }
+            prop_assert_eq!(&curve.cost, &best);
+            // Each plan reaches its cost with at most k clears.
+            for (k, plan) in curve.plan.iter().enumerate() {
+                prop_assert!(plan.len() <= k);
+                let schedule: Vec<Clear> = plan
+                    .iter()
+                    .map(|&minute| Clear { minute, kind: ClearKind::Account })
+                    .collect();
+                prop_assert_eq!(rejected(&evaluate(&d, &schedule, false)), curve.cost[k]);
+            }
+        }
+
+        #[test]
         fn exact_on_one_quota_and_never_better_than_possible_on_two((d, b) in tiny()) {
             let got = best(&d, b, false);
             let r = rejected(&got.days);
