@@ -209,7 +209,8 @@ pub async fn run(
             }
         }
         // The daemon's periodic decision (gates that opened with time). Called in
-        // place: the store is on tmpfs and nothing else waits on this thread.
+        // place: the store is a temporary file (on tmpfs where there is one) and
+        // nothing else waits on this thread.
         engine.tick();
         engine.idle().await;
     }
