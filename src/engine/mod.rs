@@ -266,6 +266,7 @@ impl Engine {
                 Reported::Calls(n) => {
                     let c = path_count(&mut acct.usage, &item.api);
                     c.calls = c.calls.saturating_add(n);
+                    c.note_recent(now, n);
                     c.dirty = true;
                 }
                 Reported::Errcode(45009) => {
@@ -480,7 +481,7 @@ impl Engine {
         let in_flight = st.in_flight.contains_key(&st.accounts[idx].cfg.appid);
         let acct = &st.accounts[idx];
         let statuses = acct.quotas();
-        let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
+        let quotas: Vec<_> = statuses.iter().map(|q| q.view_at(acct, now)).collect();
         let view = account::view(acct, &quotas, dry_run, in_flight, now);
         let decision = policy::decide(&view, now);
         match decision {
@@ -704,6 +705,8 @@ fn load_accounts(
                             blocked_at: r.blocked.then_some(now),
                             lifetime: false,
                             dirty: false,
+                            recent: Vec::new(),
+                            first_call_at: None,
                         },
                     );
                 }
