@@ -18,9 +18,11 @@ const MENU_GET: &str = "/cgi-bin/menu/get";
 
 /// Small limits so every call can be a real request.
 const LIMITS: &str = "[accounts.limits]\n\"/cgi-bin/user/get\" = 20\n\"/cgi-bin/menu/get\" = 30\n";
-/// The policy's defaults but for min_interval (the live run plays minutes seconds apart)
-/// and the daily cap.
-const POLICY: &str = "min_interval = \"0s\"\nmax_clears_per_day = 5";
+/// The policy's defaults (per-interface clears and the 45009 confirmation on: the
+/// test setup turns them off unless named) but for min_interval (the live run plays
+/// minutes seconds apart) and the daily cap.
+const POLICY: &str =
+    "api_clears = true\nconfirm_45009 = true\nmin_interval = \"0s\"\nmax_clears_per_day = 5";
 
 /// Minute by minute: (minute after 09:00, [(api, calls)]). Hand-checked: 09:01 is
 /// rejected 5 (45009: a per-interface clear), 09:02 reaches 95% (threshold: another),

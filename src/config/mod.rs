@@ -389,7 +389,12 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "state_dir   {}", d.state_dir.display());
     let _ = writeln!(out, "dry_run     {}", d.dry_run);
     if let Some(t) = &d.traffic_log {
-        let _ = writeln!(out, "traffic log {} (at most {} bytes)", t.display(), d.traffic_log_max);
+        let _ = writeln!(
+            out,
+            "traffic log {} (at most {} bytes)",
+            t.display(),
+            d.traffic_log_max
+        );
     }
     if !d.allowed_hosts.is_empty() {
         let _ = writeln!(out, "hosts       {}", d.allowed_hosts.join(", "));

@@ -10,10 +10,10 @@
 //! - [`record`]: `[daemon] traffic_log`, the daemon writing traffic files.
 
 mod driver;
-pub mod record;
 pub mod model;
 pub mod oracle;
 pub mod output;
+pub mod record;
 pub mod traffic;
 
 use std::collections::BTreeMap;

@@ -142,14 +142,36 @@ mod tests {
         let rows: Vec<(String, &str, &str, u64)> = t
             .demand
             .iter()
-            .map(|d| (show(minute_start(d.minute)), d.account.as_str(), d.api.as_str(), d.calls))
+            .map(|d| {
+                (
+                    show(minute_start(d.minute)),
+                    d.account.as_str(),
+                    d.api.as_str(),
+                    d.calls,
+                )
+            })
             .collect();
         assert_eq!(
             rows,
             vec![
-                ("2026-11-18T09:00:00+08:00".into(), "blog", "/cgi-bin/menu/get", 1),
-                ("2026-11-18T09:00:00+08:00".into(), "shop", "/cgi-bin/user/get", 15),
-                ("2026-11-18T09:02:00+08:00".into(), "shop", "/cgi-bin/user/get", 8),
+                (
+                    "2026-11-18T09:00:00+08:00".into(),
+                    "blog",
+                    "/cgi-bin/menu/get",
+                    1
+                ),
+                (
+                    "2026-11-18T09:00:00+08:00".into(),
+                    "shop",
+                    "/cgi-bin/user/get",
+                    15
+                ),
+                (
+                    "2026-11-18T09:02:00+08:00".into(),
+                    "shop",
+                    "/cgi-bin/user/get",
+                    8
+                ),
             ]
         );
     }
@@ -167,7 +189,11 @@ mod tests {
         let now = std::fs::read_to_string(&path).unwrap();
         let old = std::fs::read_to_string(dir.path().join("traffic.jsonl.1")).unwrap();
         assert!(now.len() <= 250 && old.len() <= 250, "{now}\n{old}");
-        assert_eq!(now.lines().count() + old.lines().count(), 3, "older lines are dropped with the older file");
+        assert_eq!(
+            now.lines().count() + old.lines().count(),
+            3,
+            "older lines are dropped with the older file"
+        );
         assert!(now.contains("09:04:00"));
         // Each file is a valid traffic file on its own.
         traffic::parse(&now).unwrap();
