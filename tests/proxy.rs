@@ -423,7 +423,11 @@ async fn concurrent_45009s_of_one_account_share_one_clear() {
         sent.sort();
         let want: Vec<String> = (0..8).map(|n| format!("hello {n}")).collect();
         assert_eq!(sent, want);
-        assert_eq!(rig.used(SEND), 8);
+        // At most one count per executed call. (A call that a slow scheduler sent only
+        // after WeChat applied the clear succeeds at once, and its count can fall
+        // before the engine hears the clear worked and starts counters again.)
+        let used = rig.used(SEND);
+        assert!((1..=8).contains(&used), "{used}");
     })
     .await;
 }
@@ -541,6 +545,96 @@ async fn clients_outside_allow_get_403_and_nothing_is_forwarded() {
             .await;
         assert_eq!(s, 403);
         assert!(rig.sim.sim.requests().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_serves_https_with_the_configured_certificate() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("proxy.crt"), dir.path().join("proxy.key"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+        let files = wxquotad::config::TlsFiles {
+            cert: cert_file,
+            key: key_file,
+        };
+        let rig = Rig::start("", |_, p, _| p.tls = Some(files)).await;
+        let https = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let v: Value = https
+            .post(format!("https://{}/a/shop{SEND}", rig.proxy.addr()))
+            .json(&message(1))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["errcode"], 0, "{v}");
+        assert_eq!(rig.executions_of(SEND).len(), 1);
+        // Plain HTTP to a TLS port gets no WeChat answer and forwards nothing.
+        assert!(rig
+            .http
+            .get(rig.url(&format!("/a/shop{SEND}")))
+            .send()
+            .await
+            .is_err());
+        assert_eq!(rig.executions_of(SEND).len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_tls_file_stops_the_start_naming_it() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("proxy.crt");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let files = wxquotad::config::TlsFiles {
+            cert: cert.clone(),
+            key: dir.path().join("missing.key"),
+        };
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, "", "");
+        let (config, _) = wxquotad::config::load(&setup.config).unwrap();
+        let (store, _) = Store::open(&config.daemon.state_dir, clock().now()).unwrap();
+        let engine = Engine::new(config, store, clock()).unwrap();
+        let mut settings =
+            ProxySettings::new("127.0.0.1:0".parse().unwrap(), Duration::from_secs(2));
+        settings.tls = Some(files);
+        let err = match wxquotad::proxy::start(engine, settings).await {
+            Ok(_) => panic!("started with a bad certificate"),
+            Err(e) => e,
+        };
+        assert!(err.contains(&cert.display().to_string()), "{err}");
+        assert!(err.contains("tls_cert_file"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn force_refresh_is_honoured_within_wechats_limits() {
+    limited(async {
+        let rig = Rig::default().await;
+        let first = rig.token().await;
+        let ask = json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET, "force_refresh": true});
+        let (_, v) = rig.post("/cgi-bin/stable_token", &ask).await;
+        let forced = v["access_token"].as_str().unwrap().to_string();
+        assert_ne!(forced, first, "a forced refresh gives a new token");
+        // Again within 30 s: WeChat would refuse (45011), so the cached one is served.
+        let (_, v) = rig.post("/cgi-bin/stable_token", &ask).await;
+        assert_eq!(v["access_token"], forced.as_str());
+        assert_eq!(rig.token().await, forced, "every server now shares the new one");
+        assert_eq!(rig.requests_to("/cgi-bin/stable_token"), 2);
     })
     .await;
 }
