@@ -89,6 +89,12 @@ pub async fn run(
     simulate: bool,
     overrides: Overrides,
 ) -> Result<(), Failure> {
+    // Whatever this process creates (the state directory, the database and its
+    // -wal/-shm files) is private to its user, also outside systemd's UMask=0077.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // Handlers first: a signal that arrives during start-up must not kill the process
     // (SIGHUP's default action would).
     let signals =
@@ -156,32 +162,43 @@ pub async fn run(
     let server = {
         let mut stop = stop_rx.clone();
         let app = crate::api::router(engine.clone());
+        let cap = crate::api::server::connection_cap();
+        info!(
+            connections = cap,
+            "connection cap (below the open-file limit)"
+        );
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            crate::api::server::serve(listener, app, cap, shutdown).await
         })
     };
     let last_tick = Arc::new(AtomicI64::new(now_secs()));
     let ticker = spawn_ticker(engine.clone(), last_tick.clone(), stop_rx.clone());
     spawn_watchdog(last_tick, stop_rx.clone());
     let poller = spawn_poller(engine.clone(), stop_rx.clone());
+    // Third-party platforms: discovery when due (SPEC §8).
+    let platforms =
+        crate::platform::tokens::spawn(engine.clone(), Duration::from_secs(1), stop_rx.clone());
+    let sim_pushes = match &simulation {
+        Some(s) => crate::sim::platform::simulate_platforms(&s.sim, &engine.config(), addr),
+        None => Vec::new(),
+    };
     let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
     signals
-        .wait(&engine, &path, simulation.as_deref(), overrides)
+        .wait(&engine, &path, simulation.clone(), overrides)
         .await;
 
     info!("stopping: no new requests; finishing clears in flight");
     notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Err(e))) => error!(error = %e, "API server error"),
-        Err(_) => warn!("API server did not stop within 10s"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .is_err()
+    {
+        warn!("API server did not stop within 10s");
     }
     if let Some(p) = proxy {
         // Calls in flight finish (and are counted) before the final flush.
@@ -189,11 +206,14 @@ pub async fn run(
     }
     let _ = ticker.await;
     poller.abort();
+    platforms.abort();
+    sim_pushes.iter().for_each(|t| t.abort());
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
-    let limit = engine.config().wechat.timeout * 4 + Duration::from_secs(5);
-    engine.shutdown(limit).await;
+    engine
+        .shutdown(settle_limit(engine.config().wechat.timeout))
+        .await;
     if let Some(s) = simulation {
         let _ = std::fs::remove_dir_all(&s.state_dir);
     }
@@ -339,22 +359,76 @@ impl Signals {
         })
     }
 
-    /// Returns on SIGTERM or SIGINT; reloads on SIGHUP.
+    /// Returns on SIGTERM or SIGINT; reloads on SIGHUP. A reload runs on a thread of
+    /// its own, so nothing it does (a file that cannot be read, a slow disk) can keep
+    /// this loop from seeing SIGTERM; a SIGHUP during a reload runs one more after it.
     async fn wait(
         mut self,
         engine: &Engine,
         path: &Path,
-        simulation: Option<&Simulation>,
+        simulation: Option<Arc<Simulation>>,
         overrides: Overrides,
     ) {
+        let mut running: Option<tokio::sync::oneshot::Receiver<()>> = None;
+        let mut again = false;
         loop {
             tokio::select! {
                 _ = self.term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); return; }
                 _ = self.int.recv() => { info!(signal = "SIGINT", "shutdown requested"); return; }
-                _ = self.hup.recv() => reload(engine, path, simulation, overrides),
+                _ = self.hup.recv() => {
+                    if running.is_some() {
+                        warn!("SIGHUP during a reload: reloading again when it ends");
+                        again = true;
+                    } else {
+                        running = Some(spawn_reload(engine, path, simulation.clone(), overrides));
+                    }
+                }
+                _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                    running = None;
+                    if std::mem::take(&mut again) {
+                        running = Some(spawn_reload(engine, path, simulation.clone(), overrides));
+                    }
+                }
             }
         }
     }
+}
+
+/// Starts a reload on its own thread (not `spawn_blocking`: the runtime waits for those
+/// when it shuts down, and a stuck reload must never hold up the exit). The receiver
+/// completes when the reload ends.
+fn spawn_reload(
+    engine: &Engine,
+    path: &Path,
+    simulation: Option<Arc<Simulation>>,
+    overrides: Overrides,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, rx) = tokio::sync::oneshot::channel();
+    let (engine, path) = (engine.clone(), path.to_path_buf());
+    let runtime = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            // Applying a config may start clears, which are tasks of the runtime.
+            let _in_runtime = runtime.enter();
+            reload(&engine, &path, simulation.as_deref(), overrides);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start a thread for the reload; the old config stays in force");
+    }
+    rx
+}
+
+/// How long shutdown waits for clears in flight to settle: four WeChat timeouts and
+/// 5 s, but never past systemd's `TimeoutStopSec=90s`. Checked arithmetic: shutdown
+/// must not panic, whatever the config says.
+fn settle_limit(wechat_timeout: Duration) -> Duration {
+    const MOST: Duration = Duration::from_secs(80);
+    wechat_timeout
+        .checked_mul(4)
+        .and_then(|d| d.checked_add(Duration::from_secs(5)))
+        .map_or(MOST, |d| d.min(MOST))
 }
 
 /// SIGHUP: re-read the config; a bad one is logged and the old stays in force.
@@ -409,5 +483,25 @@ fn reload_config(
                 "config has errors; the old config stays in force"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settle_limit_never_overflows() {
+        assert_eq!(settle_limit(Duration::from_secs(1)), Duration::from_secs(9));
+        assert_eq!(
+            settle_limit(Duration::from_secs(600)),
+            Duration::from_secs(80)
+        );
+        // "60000000000000d" (issue 9) used to panic here at SIGTERM.
+        assert_eq!(
+            settle_limit(Duration::from_secs(60_000_000_000_000 * 86_400)),
+            Duration::from_secs(80)
+        );
+        assert_eq!(settle_limit(Duration::MAX), Duration::from_secs(80));
     }
 }

@@ -257,3 +257,253 @@ async fn kill_9_during_ticket_pushes_leaves_a_whole_ticket() {
     })
     .await;
 }
+
+async fn platforms_doc(d: &Daemon) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(d.url("/v1/platforms"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn sim_calls(sim: &Sim, endpoint: &str) -> usize {
+    sim.sim
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == endpoint)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_push_starts_discovery_and_pushes_add_and_remove_authorizers() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        sim.sim
+            .add_platform(COMPONENT, "COMPONENTSECRETvalue", TOKEN, AES_KEY);
+        let none = wxquotad::config::LimitTable::from_preset(wxquotad::config::PresetName::None);
+        let listed = sim.sim.add_authorizers(COMPONENT, 1203, none.clone());
+        let setup = setup(&sim.url);
+        setup.edit("discover = \"0s\"", "discover = \"1h\"");
+        let d = Daemon::start(&setup.config, &[]);
+        let doc = platforms_doc(&d).await;
+        assert_eq!(doc["platforms"][0]["name"], "acme");
+        assert!(doc["platforms"][0]["ticket"].is_null(), "{doc}");
+
+        // WeChat pushes a ticket: the daemon gets a component token and lists every
+        // authorizer, 500 a page, and fetches no authorizer token for idle ones.
+        sim.sim
+            .set_push_url(COMPONENT, &d.url("/v1/platforms/acme/events"));
+        let r = sim.sim.push_ticket(COMPONENT).await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "success"));
+        let doc = wait_for("discovery", Duration::from_secs(20), || async {
+            let doc = platforms_doc(&d).await;
+            (doc["platforms"][0]["authorizers"] == 1203).then_some(doc)
+        })
+        .await;
+        let p = &doc["platforms"][0];
+        assert_eq!(p["last_discovery"]["listed"], 1203, "{doc}");
+        assert_eq!(p["component_token"], "cached", "{doc}");
+        assert!(p["ticket"]["age_seconds"].as_i64().unwrap() >= 0, "{doc}");
+        assert_eq!(
+            sim_calls(&sim, "/cgi-bin/component/api_get_authorizer_list"),
+            3
+        );
+        assert_eq!(sim_calls(&sim, "/cgi-bin/component/api_component_token"), 1);
+        assert_eq!(
+            sim_calls(&sim, "/cgi-bin/component/api_authorizer_token"),
+            0
+        );
+
+        // An account authorizes the platform: added at once via api_query_auth.
+        let (new, r) = sim
+            .sim
+            .push_authorized(COMPONENT, none.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        wait_for("the authorized push", Duration::from_secs(20), || async {
+            (platforms_doc(&d).await["platforms"][0]["authorizers"] == 1204).then_some(())
+        })
+        .await;
+        assert_eq!(sim_calls(&sim, "/cgi-bin/component/api_query_auth"), 1);
+        // One revokes it: removed.
+        let r = sim
+            .sim
+            .push_unauthorized(COMPONENT, &listed[7])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        wait_for("the unauthorized push", Duration::from_secs(20), || async {
+            (platforms_doc(&d).await["platforms"][0]["authorizers"] == 1203).then_some(())
+        })
+        .await;
+        let c = rusqlite::Connection::open(setup.state_db()).unwrap();
+        let active: Vec<String> = c
+            .prepare("SELECT appid FROM platform_authorizers WHERE removed_at IS NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(active.contains(&new));
+        assert!(!active.contains(&listed[7]));
+
+        // Tickets, tokens and refresh tokens never reach the logs or the API.
+        let doc = platforms_doc(&d).await.to_string();
+        let (code, logs) = d.terminate();
+        assert_eq!(code, Some(0));
+        for text in [&logs, &doc] {
+            for secret in [
+                "ticket@@@",
+                "refreshtoken@@@",
+                "queryauthcode@@@",
+                "COMPONENTSECRETvalue",
+            ] {
+                assert!(!text.contains(secret), "{secret} leaked");
+            }
+            for t in sim.sim.tokens_issued() {
+                assert!(!text.contains(&t), "a token leaked");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authorizer_tokens_are_lazy_cached_and_61023_removes_the_authorizer() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        sim.sim
+            .add_platform(COMPONENT, "COMPONENTSECRETvalue", TOKEN, AES_KEY);
+        let none = wxquotad::config::LimitTable::from_preset(wxquotad::config::PresetName::None);
+        let listed = sim.sim.add_authorizers(COMPONENT, 20, none);
+        let setup = setup(&sim.url);
+        let (config, _) = wxquotad::config::load(&setup.config).unwrap();
+        let platform = config.platforms[0].clone();
+        let (store, _) =
+            wxquotad::store::Store::open(&config.daemon.state_dir, clock().now()).unwrap();
+        let engine = wxquotad::engine::Engine::new(config, store, clock()).unwrap();
+        let platforms = engine.platforms();
+
+        // No ticket yet: a clear error, nothing called.
+        let e = platforms.discover(&engine, &platform).await.unwrap_err();
+        assert!(e.to_string().contains("no component_verify_ticket"), "{e}");
+        assert_eq!(sim_calls(&sim, "/cgi-bin/component/api_component_token"), 0);
+
+        // A ticket as WeChat would have pushed it.
+        sim.sim.set_push_url(COMPONENT, "http://127.0.0.1:9/unused");
+        let _ = sim.sim.push_ticket(COMPONENT).await;
+        let ticket = sim.sim.latest_ticket(COMPONENT).unwrap();
+        engine
+            .store()
+            .save_ticket(COMPONENT, &ticket, 1, clock().now())
+            .unwrap();
+        assert_eq!(platforms.discover(&engine, &platform).await.unwrap(), 20);
+
+        // Tokens for 20 authorizers at once: each fetched once, then cached.
+        let fetch_all = || {
+            let engine = engine.clone();
+            let platform = platform.clone();
+            let listed = listed.clone();
+            async move {
+                let tasks: Vec<_> = listed
+                    .into_iter()
+                    .map(|a| {
+                        let (engine, platform) = (engine.clone(), platform.clone());
+                        tokio::spawn(async move {
+                            engine
+                                .platforms()
+                                .authorizer_token(&engine, &platform, &a)
+                                .await
+                        })
+                    })
+                    .collect();
+                let mut tokens = Vec::new();
+                for t in tasks {
+                    tokens.push(t.await.unwrap().unwrap());
+                }
+                tokens
+            }
+        };
+        let first = fetch_all().await;
+        assert_eq!(
+            sim_calls(&sim, "/cgi-bin/component/api_authorizer_token"),
+            20
+        );
+        let again = fetch_all().await;
+        assert_eq!(
+            sim_calls(&sim, "/cgi-bin/component/api_authorizer_token"),
+            20
+        );
+        assert_eq!(
+            first
+                .iter()
+                .map(|s| s.expose().to_string())
+                .collect::<Vec<_>>(),
+            again
+                .iter()
+                .map(|s| s.expose().to_string())
+                .collect::<Vec<_>>()
+        );
+        // An authorizer token clears that authorizer's own quota (its budget, not the platform's).
+        let http = reqwest::Client::new();
+        let v: serde_json::Value = http
+            .post(format!(
+                "{}/cgi-bin/clear_quota?access_token={}",
+                sim.url,
+                first[0].expose()
+            ))
+            .json(&serde_json::json!({"appid": listed[0]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["errcode"], 0, "{v}");
+        assert_eq!(sim.sim.clears_charged(&listed[0]), 1);
+        assert_eq!(sim.sim.clears_charged(COMPONENT), 0);
+
+        // Revoked on WeChat's side: the next fetch answers 61023 and removes it.
+        sim.sim.revoke_authorizer(COMPONENT, &listed[3]);
+        let fresh_engine_cache = wxquotad::platform::Platforms::default();
+        let e = fresh_engine_cache
+            .authorizer_token(&engine, &platform, &listed[3])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("61023"), "{e}");
+        assert_eq!(engine.store().authorizer_count(COMPONENT).unwrap(), 19);
+        let e = fresh_engine_cache
+            .authorizer_token(&engine, &platform, &listed[3])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not an authorizer"), "{e}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_simulate_with_a_platform_runs_the_whole_flow() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = setup(&sim.url);
+        setup.edit("discover = \"0s\"", "discover = \"1h\"");
+        let d = Daemon::start_with(&setup.config, &["run", "--simulate"], &[]);
+        // The built-in simulator pushes a ticket at once; discovery follows.
+        let doc = wait_for("simulated discovery", Duration::from_secs(30), || async {
+            let doc = platforms_doc(&d).await;
+            (doc["platforms"][0]["authorizers"].as_u64() >= Some(3)).then_some(doc)
+        })
+        .await;
+        assert!(!doc["platforms"][0]["ticket"].is_null(), "{doc}");
+        // The test's own simulator was never used: everything stayed in-process.
+        assert_eq!(sim_calls(&sim, "/cgi-bin/component/api_component_token"), 0);
+        let (code, _) = d.terminate();
+        assert_eq!(code, Some(0));
+    })
+    .await;
+}

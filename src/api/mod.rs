@@ -1,9 +1,11 @@
 //! The HTTP API (SPEC §4): reports, status, clear, health. JSON in and out; every
 //! error is `{"error": "..."}` with a 4xx status.
 
+pub mod guard;
 pub mod page;
 pub mod platforms;
 pub mod report;
+pub mod server;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,11 +18,18 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::engine::{Engine, ReportError};
 
 /// Largest request body: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Longest a request body may take to arrive once its headers are in.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Longest clear `reason`, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
 
 /// The router, with the engine as state.
 pub fn router(engine: Engine) -> Router {
@@ -49,6 +58,16 @@ pub fn router(engine: Engine) -> Router {
         .merge(platforms::push_routes())
         .merge(authed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A body that trickles in holds a connection: give up on it.
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        // Outermost, so every route (the status page too), the fallback and routes added
+        // later are covered: first the Host/Origin check, around everything the JSON
+        // error rewrite.
+        .layer(middleware::from_fn_with_state(
+            engine.clone(),
+            guard::host_and_origin,
+        ))
+        .layer(middleware::from_fn(guard::json_errors))
         .with_state(engine)
 }
 
@@ -201,8 +220,12 @@ async fn post_clear(
         serde_json::from_slice(&raw).map_err(|e| bad_request(format!("invalid JSON: {e}")))?
     };
     if let Some(r) = &req.reason {
-        if r.len() > 200 {
-            return Err(bad_request("\"reason\" is longer than 200 characters"));
+        // Characters, as the message says: a Chinese reason is 3 bytes a character.
+        let n = r.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(bad_request(format!(
+                "\"reason\" is {n} characters long; at most {MAX_REASON_CHARS} are accepted"
+            )));
         }
     }
     engine

@@ -7,7 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +31,9 @@ pub(super) fn push_routes() -> Router<Engine> {
 
 /// Bearer-protected platform routes.
 pub(super) fn routes() -> Router<Engine> {
-    Router::new().route("/v1/platforms/{name}/ticket", post(post_ticket))
+    Router::new()
+        .route("/v1/platforms", get(get_platforms))
+        .route("/v1/platforms/{name}/ticket", post(post_ticket))
 }
 
 fn platform(engine: &Engine, name: &str) -> Result<Platform, ApiError> {
@@ -106,7 +108,33 @@ async fn post_events(
         } => store
             .authorizer_removed(&p.component_appid, authorizer, *create_time, now)
             .map_err(store_failed)?,
-        Event::Authorized { .. } | Event::Other { .. } => false,
+        Event::Authorized {
+            authorizer,
+            code: Some(code),
+            create_time,
+        } => {
+            // api_query_auth is a call to WeChat: answer the push at once (WeChat waits
+            // 5 s at most) and add the authorizer in the background. Should that fail,
+            // the next discovery lists it anyway.
+            let (engine, p) = (engine.clone(), p.clone());
+            let (authorizer, code, create_time) = (authorizer.clone(), code.clone(), *create_time);
+            tokio::spawn(async move {
+                match engine
+                    .platforms()
+                    .authorized(&engine, &p, &authorizer, &code, create_time)
+                    .await
+                {
+                    Ok(applied) => {
+                        info!(event = "authorizer_added", platform = %p.name, authorizer = %authorizer, applied, "authorizer added by push")
+                    }
+                    Err(e) => {
+                        warn!(event = "authorizer_add_failed", platform = %p.name, authorizer = %authorizer, error = %e, "authorized push not applied; discovery will list it")
+                    }
+                }
+            });
+            true
+        }
+        Event::Authorized { code: None, .. } | Event::Other { .. } => false,
     };
     info!(event = "platform_push", platform = %p.name, info_type = event.info_type(), applied, "platform push");
     Ok((
@@ -147,4 +175,39 @@ async fn post_ticket(
         .map_err(store_failed)?;
     info!(event = "platform_ticket", platform = %p.name, "component_verify_ticket posted");
     Ok(Json(json!({ "stored": true })))
+}
+
+/// `GET /v1/platforms`: each platform's ticket age, token state, authorizer count and
+/// last discovery. Never a ticket or token.
+async fn get_platforms(State(engine): State<Engine>) -> Result<Json<serde_json::Value>, ApiError> {
+    let config = engine.config();
+    let now = engine.clock().now();
+    let store = engine.store();
+    let mut out = Vec::new();
+    for p in &config.platforms {
+        let ticket = store.ticket(&p.component_appid).map_err(store_failed)?;
+        let discovery = store
+            .last_discovery(&p.component_appid)
+            .map_err(store_failed)?;
+        let authorizers = store
+            .authorizer_count(&p.component_appid)
+            .map_err(store_failed)?;
+        out.push(json!({
+            "name": p.name,
+            "component_appid": p.component_appid,
+            "ticket": ticket.map(|t| json!({
+                "received_at": crate::time::show(t.received_at),
+                "age_seconds": (now - t.received_at).num_seconds().max(0),
+            })),
+            "component_token": if engine.platforms().has_component_token(&p.component_appid, now) { "cached" } else { "none" },
+            "authorizers": authorizers,
+            "authorizer_tokens_cached": engine.platforms().cached_authorizer_tokens(&p.component_appid),
+            "discover_seconds": p.discover.as_secs(),
+            "last_discovery": discovery.map(|(at, listed)| json!({
+                "at": crate::time::show(at),
+                "listed": listed,
+            })),
+        }));
+    }
+    Ok(Json(json!({ "platforms": out })))
 }

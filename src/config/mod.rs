@@ -7,6 +7,7 @@ mod locate;
 mod platforms;
 pub mod presets;
 mod proxy;
+pub mod read;
 mod secret;
 mod validate;
 

@@ -84,6 +84,8 @@ struct Inner {
     decisions: DecisionLog,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
     proxy: proxy::ProxyState,
+    /// Third-party platforms' token caches and discovery state (SPEC §8).
+    platforms: crate::platform::Platforms,
 }
 
 struct State {
@@ -129,8 +131,14 @@ impl Engine {
                 flushing: Mutex::new(()),
                 decisions: DecisionLog::default(),
                 proxy: proxy::ProxyState::default(),
+                platforms: crate::platform::Platforms::default(),
             }),
         })
+    }
+
+    /// Third-party platforms: tokens, discovery (SPEC §8).
+    pub fn platforms(&self) -> &crate::platform::Platforms {
+        &self.inner.platforms
     }
 
     /// The latest decision events, newest first.

@@ -3,3 +3,6 @@
 
 pub mod crypto;
 pub mod push;
+pub mod tokens;
+
+pub use tokens::{PlatformError, Platforms};

@@ -11,6 +11,7 @@
 
 mod calls;
 pub mod faults;
+pub mod platform;
 mod server;
 pub mod state;
 
@@ -37,6 +38,8 @@ use state::SimState;
 pub struct Simulator {
     state: Arc<Mutex<SimState>>,
     calls: Arc<Mutex<calls::Calls>>,
+    /// Simulated third-party platforms (`platform`).
+    platforms: Arc<Mutex<platform::SimPlatforms>>,
     clock: Clock,
 }
 
@@ -46,6 +49,7 @@ impl Simulator {
         Simulator {
             state: Arc::new(Mutex::new(SimState::default())),
             calls: Arc::new(Mutex::new(calls::Calls::default())),
+            platforms: Arc::new(Mutex::new(platform::SimPlatforms::default())),
             clock,
         }
     }

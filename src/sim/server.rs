@@ -39,6 +39,14 @@ pub(super) fn router(sim: Simulator, stop: watch::Receiver<bool>) -> Router {
         .route("/sim/clears", post(set_clears))
         .route("/sim/faults", post(add_fault))
         .route("/sim/state", get(state))
+        .nest_service(
+            "/cgi-bin/component",
+            super::platform::component_routes(sim.clone()),
+        )
+        .nest_service(
+            "/sim/platforms",
+            super::platform::control_routes(sim.clone()),
+        )
         .fallback(wechat)
         // Media uploads (the proxy's 20 MB test) are larger than axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

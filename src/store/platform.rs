@@ -244,6 +244,36 @@ impl Store {
         })
     }
 
+    /// The refresh token of a current (not removed) authorizer.
+    pub fn refresh_token(
+        &self,
+        component_appid: &str,
+        appid: &str,
+    ) -> Result<Option<Secret>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT refresh_token FROM platform_authorizers
+                 WHERE component_appid = ?1 AND appid = ?2 AND removed_at IS NULL",
+                [component_appid, appid],
+                |r| Ok(Secret::new(r.get::<_, String>(0)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// How many current (not removed) authorizers the platform has.
+    pub fn authorizer_count(&self, component_appid: &str) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT count(*) FROM platform_authorizers
+                 WHERE component_appid = ?1 AND removed_at IS NULL",
+                [component_appid],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+    }
+
     /// The platform's current (not removed) authorizers, by appid.
     pub fn authorizers(&self, component_appid: &str) -> Result<Vec<StoredAuthorizer>, StoreError> {
         self.with(|c| {

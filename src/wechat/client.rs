@@ -171,7 +171,7 @@ impl WechatClient {
 
     /// Sends one POST and returns the answer's JSON object when its errcode is absent
     /// or 0. `secrets` are scrubbed from anything of the answer quoted in an error.
-    async fn post(
+    pub(super) async fn post(
         &self,
         path: &str,
         query: &[(&str, &str)],

@@ -3,9 +3,11 @@
 //! classification. Knows nothing of policy or storage.
 
 mod client;
+mod component;
 mod error;
 mod token;
 
 pub use client::{AccessToken, ApiQuota, Observer, WechatClient};
+pub use component::{AuthorizerPage, AuthorizerToken, ListedEntry};
 pub use error::{Action, WechatError};
 pub use token::{IssuedToken, TokenCache};

@@ -278,7 +278,10 @@ impl Validator<'_> {
         if let Some(var) = &a.secret_env {
             let key = k.key("secret_env");
             return match std::env::var(var) {
-                Ok(s) if !s.trim_end().is_empty() => Some(Secret::new(s.trim_end())),
+                Ok(s) if !s.trim_end().is_empty() => match read::check_secret(s.trim_end()) {
+                    Ok(()) => Some(Secret::new(s.trim_end())),
+                    Err(why) => simulated(self, &key, format!("environment variable {var} {why}")),
+                },
                 Ok(_) => simulated(
                     self,
                     &key,
@@ -299,6 +302,10 @@ impl Validator<'_> {
         let key = k.key("secret");
         if s.trim().is_empty() {
             self.error(&key, acct, "secret is empty; expected the AppSecret".into());
+            return None;
+        }
+        if let Err(why) = read::check_secret(s.trim()) {
+            self.error(&key, acct, format!("secret {why}"));
             return None;
         }
         self.warn(

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::file::{AccountFile, AlertFile, FileConfig, PolicyFile};
 use super::locate::{self, line_col, KeyPath, Locator};
+use super::read::{self, read_secret_file};
 use super::*;
 pub(super) use accounts::is_appid;
 
@@ -33,8 +34,10 @@ pub(super) fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Warnin
         account: None,
         message,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors(vec![bare(format!("cannot read the config file: {e}"))]))?;
+    let bytes = read::read_regular(path, read::MAX_CONFIG_BYTES)
+        .map_err(|e| ConfigErrors(vec![bare(e)]))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ConfigErrors(vec![bare("the config file is not UTF-8 text".into())]))?;
     let loc = Locator::new(&text);
     let file: FileConfig = parse::parse(path, &text, &loc).map_err(ConfigErrors)?;
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -371,16 +374,4 @@ fn config_duration(d: Duration) -> String {
         return format!("{ms}ms");
     }
     humantime::format_duration(d).to_string()
-}
-
-/// A secret or token from a file: its content without trailing whitespace; an error
-/// (never holding the content) when unreadable or empty.
-fn read_secret_file(path: &Path) -> Result<String, String> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let s = s.trim_end();
-    if s.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(s.to_string())
 }

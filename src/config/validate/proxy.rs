@@ -84,12 +84,10 @@ impl Validator<'_> {
                     key: self.resolve(&key),
                 };
                 for (name, path) in [("tls_cert_file", &files.cert), ("tls_key_file", &files.key)] {
-                    if let Err(e) = std::fs::File::open(path) {
-                        self.error(
-                            &k.key(name),
-                            None,
-                            format!("cannot read {}: {e}", path.display()),
-                        );
+                    // A regular file, read without blocking (a FIFO would hang
+                    // `check` and start-up) and bounded: PEM files are a few KiB.
+                    if let Err(e) = read::read_regular(path, read::MAX_PEM_BYTES) {
+                        self.error(&k.key(name), None, e);
                     }
                 }
                 self.check_private(&files.key, &k.key("tls_key_file"), None, "TLS key file");
