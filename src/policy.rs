@@ -1,10 +1,32 @@
-//! Pure decisions (SPEC §5): is an account due for a clear, and may it be cleared now.
-//! No I/O, no clock: the caller passes a snapshot of the account and `now`.
+//! Pure decisions (SPEC §5): is an account due for a clear, which clear (the whole
+//! account or one interface), and may it be cleared now. No I/O, no clock: the caller
+//! passes a snapshot of the account and `now`.
 
 use std::time::Duration;
 
 use crate::config::Policy;
+pub use crate::store::ClearKind;
 use crate::time::{next_reset, Timestamp};
+
+/// Whether a clear can reset a quota (WECHAT.md, "Which 45009s a clear can fix").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resettable {
+    Yes,
+    /// WeChat's count did not drop after this account's last clear today.
+    NotReset,
+    /// The token APIs, which a clear is reported not to reset.
+    TokenApi,
+    /// Reported 45029: a lifetime quota, no daily reset.
+    Lifetime,
+}
+
+/// The token APIs: never a trigger, a clear is reported not to reset them.
+pub const TOKEN_APIS: &[&str] = &[
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
+    "/cgi-bin/component/api_component_token",
+    "/cgi-bin/component/api_authorizer_token",
+];
 
 /// One quota's usage today, as the policy sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,20 +41,33 @@ pub struct QuotaView<'a> {
     pub blocked: bool,
     /// Whether this quota may trigger a clear (the watch list).
     pub watched: bool,
+    pub resettable: Resettable,
+    /// WeChat's own counter, read after the 45009 was reported, showed room
+    /// (`remain` > 0): something other than the daily quota blocked the call.
+    pub room_after_block: bool,
 }
 
 /// The account's clear history as far as the gates need it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClearHistory {
-    /// Attempts that count against this month's budget (succeeded, or outcome unknown).
+    /// Account clears that count against this month's budget (succeeded, or outcome
+    /// unknown).
     pub spent_month: u32,
-    /// Of those, how many today (UTC+8).
+    /// Spent clears of both kinds today (UTC+8).
     pub spent_today: u32,
-    /// When the last spent attempt started.
+    /// When the last spent clear of either kind started.
     pub last_spent_at: Option<Timestamp>,
-    /// WeChat answered 48006 this month: no clears left whatever our count says
-    /// (clears made by hand count too and cannot be queried).
+    /// WeChat answered 48006 to an account clear this month: none left whatever our
+    /// count says (clears made by hand count too and cannot be queried).
     pub month_exhausted: bool,
+    /// Per-interface clears spent this month.
+    pub api_spent_month: u32,
+    /// WeChat answered 48006 to a per-interface clear this month.
+    pub api_month_exhausted: bool,
+    /// Paths WeChat refused to reset one by one this month.
+    pub api_refused: Vec<String>,
+    /// The latest start of any attempt: a clock behind it was stepped back.
+    pub latest_attempt_at: Option<Timestamp>,
 }
 
 /// Everything the policy needs to know about one account.
@@ -41,16 +76,18 @@ pub struct AccountView<'a> {
     pub policy: &'a Policy,
     pub quotas: &'a [QuotaView<'a>],
     pub history: ClearHistory,
-    /// A clear of this account is already under way.
+    /// A clear of this account (its appid) is already under way.
     pub in_flight: bool,
     /// The account is in `error` (a config-level WeChat error).
     pub in_error: bool,
     /// `[daemon] dry_run`.
     pub dry_run: bool,
+    /// No automatic attempt before this (back-off after failed decisions).
+    pub backoff_until: Option<Timestamp>,
 }
 
 impl AccountView<'_> {
-    /// Clears left this month by our count (0 once WeChat said 48006).
+    /// Account clears left this month by our count (0 once WeChat said 48006).
     pub fn clears_left(&self) -> u32 {
         if self.history.month_exhausted {
             0
@@ -58,6 +95,36 @@ impl AccountView<'_> {
             self.policy
                 .monthly_clears
                 .saturating_sub(self.history.spent_month)
+        }
+    }
+
+    /// Per-interface clears left this month by our count (0 once WeChat said 48006).
+    pub fn api_clears_left(&self) -> u32 {
+        if self.history.api_month_exhausted {
+            0
+        } else {
+            self.policy
+                .monthly_api_clears
+                .saturating_sub(self.history.api_spent_month)
+        }
+    }
+
+    /// (exhausted by WeChat, left, monthly, reserve) for one kind of clear.
+    fn budget(&self, kind: ClearKind) -> (bool, u32, u32, u32) {
+        let p = self.policy;
+        match kind {
+            ClearKind::Account => (
+                self.history.month_exhausted,
+                self.clears_left(),
+                p.monthly_clears,
+                p.reserve,
+            ),
+            ClearKind::Api => (
+                self.history.api_month_exhausted,
+                self.api_clears_left(),
+                p.monthly_api_clears,
+                p.api_reserve,
+            ),
         }
     }
 }
@@ -116,25 +183,64 @@ impl std::fmt::Display for Trigger {
     }
 }
 
+/// Which clear: the whole account (clear_quota) or one interface (clearApiQuota).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Account,
+    Api(String),
+}
+
+impl Plan {
+    pub fn kind(&self) -> ClearKind {
+        match self {
+            Plan::Account => ClearKind::Account,
+            Plan::Api(_) => ClearKind::Api,
+        }
+    }
+
+    pub fn api(&self) -> Option<&str> {
+        match self {
+            Plan::Account => None,
+            Plan::Api(p) => Some(p),
+        }
+    }
+}
+
 /// Why a due account is not cleared now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hold {
-    /// The account is in `error` until its config changes.
+    /// The account is in `error` until its config changes (force does not skip it).
     InError,
-    /// WeChat said 48006 this month.
-    MonthExhausted,
-    /// Our count says the monthly budget is spent.
-    BudgetSpent { monthly: u32 },
+    /// The clock is behind the last recorded attempt (it was stepped back).
+    ClockBehind { behind: Duration },
+    /// WeChat said 48006 this month for this kind of clear.
+    MonthExhausted { kind: ClearKind },
+    /// Our count says the monthly budget of this kind is spent.
+    BudgetSpent { kind: ClearKind, monthly: u32 },
     /// Only the reserve is left (kept for people).
-    Reserve { left: u32, reserve: u32 },
+    Reserve {
+        kind: ClearKind,
+        left: u32,
+        reserve: u32,
+    },
     /// A clear of this account is already under way.
     InFlight,
+    /// A failed decision backs off (1 min doubling to 1 h).
+    Backoff { wait: Duration },
     /// The last clear was less than `min_interval` ago.
     MinInterval { wait: Duration },
     /// `max_clears_per_day` reached today.
     DailyCap { max: u32 },
     /// Too close to the daily reset, which will clear the counters anyway.
     QuietWindow { until_reset: Duration },
+    /// A reported 45009, but WeChat's counter shows room: not the daily quota.
+    NotDaily,
+    /// The path's count did not drop after today's last clear.
+    NotReset,
+    /// The token APIs are not reset by a clear.
+    TokenApi,
+    /// A lifetime quota (45029) has no daily reset.
+    Lifetime,
     /// `dry_run`: would clear.
     DryRun,
 }
@@ -144,15 +250,29 @@ impl Hold {
     pub fn kind(&self) -> &'static str {
         match self {
             Hold::InError => "in_error",
-            Hold::MonthExhausted => "month_exhausted",
+            Hold::ClockBehind { .. } => "clock_behind",
+            Hold::MonthExhausted { .. } => "month_exhausted",
             Hold::BudgetSpent { .. } => "budget_spent",
             Hold::Reserve { .. } => "reserve",
             Hold::InFlight => "in_flight",
+            Hold::Backoff { .. } => "backoff",
             Hold::MinInterval { .. } => "min_interval",
             Hold::DailyCap { .. } => "daily_cap",
             Hold::QuietWindow { .. } => "quiet_window",
+            Hold::NotDaily => "not_daily",
+            Hold::NotReset => "not_reset",
+            Hold::TokenApi => "token_api",
+            Hold::Lifetime => "lifetime_quota",
             Hold::DryRun => "dry_run",
         }
+    }
+}
+
+/// "clears" or "per-interface clears", for messages.
+fn clears_of(kind: ClearKind) -> &'static str {
+    match kind {
+        ClearKind::Account => "clears",
+        ClearKind::Api => "per-interface clears",
     }
 }
 
@@ -160,15 +280,34 @@ impl std::fmt::Display for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hold::InError => f.write_str("account is in error until its config changes"),
-            Hold::MonthExhausted => f.write_str("WeChat answered 48006: no clears left this month"),
-            Hold::BudgetSpent { monthly } => {
-                write!(f, "all {monthly} clears of this month are spent")
-            }
-            Hold::Reserve { left, reserve } => write!(
+            Hold::ClockBehind { behind } => write!(
                 f,
-                "only {left} clears left and {reserve} are reserved for people"
+                "the clock is {}s behind the last recorded attempt (stepped back?): no automatic clear until it catches up",
+                behind.as_secs()
+            ),
+            Hold::MonthExhausted { kind } => write!(
+                f,
+                "WeChat answered 48006: no {} left this month",
+                clears_of(*kind)
+            ),
+            Hold::BudgetSpent { kind, monthly } => {
+                write!(f, "all {monthly} {} of this month are spent", clears_of(*kind))
+            }
+            Hold::Reserve {
+                kind,
+                left,
+                reserve,
+            } => write!(
+                f,
+                "only {left} {} left and {reserve} are reserved for people",
+                clears_of(*kind)
             ),
             Hold::InFlight => f.write_str("a clear of this account is already in flight"),
+            Hold::Backoff { wait } => write!(
+                f,
+                "the last clear failed: backing off, {}s to wait",
+                wait.as_secs()
+            ),
             Hold::MinInterval { wait } => write!(
                 f,
                 "last clear too recent (min_interval): {}s to wait",
@@ -180,6 +319,14 @@ impl std::fmt::Display for Hold {
                 "daily reset in {}s, inside quiet_before_reset",
                 until_reset.as_secs()
             ),
+            Hold::NotDaily => f.write_str(
+                "WeChat's counter shows room (remain > 0): the 45009 is not the daily quota, a clear would be wasted",
+            ),
+            Hold::NotReset => f.write_str(
+                "WeChat did not reset this interface at today's last clear: another clear would be wasted",
+            ),
+            Hold::TokenApi => f.write_str("a clear does not reset the token APIs"),
+            Hold::Lifetime => f.write_str("a lifetime quota (45029) has no daily reset"),
             Hold::DryRun => f.write_str("dry_run: would clear"),
         }
     }
@@ -190,93 +337,190 @@ impl std::fmt::Display for Hold {
 pub enum Decision {
     /// Nothing to do.
     NotDue,
-    /// Clear now.
-    Clear(Trigger),
+    /// Clear now, this way.
+    Clear(Trigger, Plan),
     /// Due, but a gate says no.
     Hold(Trigger, Hold),
 }
 
+/// Whether an account is due, and what a clear could fix.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due<'a> {
+    No,
+    /// Due; `fixable` are the due quotas a clear can reset (the trigger's first).
+    Yes {
+        trigger: Trigger,
+        fixable: Vec<&'a str>,
+    },
+    /// Due only by quotas a clear cannot fix.
+    Unfixable(Trigger, Hold),
+}
+
 /// Why the account is due, if it is: a blocked watched quota first (when
 /// `clear_on_45009`), else the watched quota with the highest share of its limit at or
-/// past the threshold.
-pub fn due(view: &AccountView<'_>) -> Option<Trigger> {
+/// past the threshold. Quotas a clear cannot reset never make it due for a clear.
+pub fn due<'a>(view: &AccountView<'a>) -> Due<'a> {
     let policy = view.policy;
-    if policy.clear_on_45009 {
-        if let Some(q) = view.quotas.iter().find(|q| q.watched && q.blocked) {
-            return Some(Trigger::Blocked {
+    let mut blocked: Option<&QuotaView> = None;
+    let mut best: Option<(f64, &QuotaView, u64)> = None;
+    let mut fixable: Vec<&'a str> = Vec::new();
+    let mut unfixable: Option<(Trigger, Hold)> = None;
+    for q in view.quotas.iter().filter(|q| q.watched) {
+        let by_block = policy.clear_on_45009 && q.blocked;
+        let limit = q.limit.filter(|l| *l > 0);
+        let ratio = limit.map(|l| q.used as f64 / l as f64);
+        let by_threshold = ratio.is_some_and(|r| r >= policy.threshold);
+        if !by_block && !by_threshold {
+            continue;
+        }
+        let trigger = || match (by_block, limit) {
+            (false, Some(limit)) => Trigger::Threshold {
                 api: q.api.to_string(),
-            });
+                used: q.used,
+                limit,
+            },
+            _ => Trigger::Blocked {
+                api: q.api.to_string(),
+            },
+        };
+        let cannot = match q.resettable {
+            Resettable::Yes => None,
+            Resettable::NotReset => Some(Hold::NotReset),
+            Resettable::TokenApi => Some(Hold::TokenApi),
+            Resettable::Lifetime => Some(Hold::Lifetime),
+        };
+        // confirm_45009: room in WeChat's own counter means another limit blocked it.
+        let by_block = by_block && !(policy.confirm_45009 && q.room_after_block);
+        let cannot = cannot.or_else(|| (!by_block && !by_threshold).then_some(Hold::NotDaily));
+        if let Some(hold) = cannot {
+            unfixable.get_or_insert_with(|| (trigger(), hold));
+            continue;
+        }
+        fixable.push(q.api);
+        if by_block {
+            blocked.get_or_insert(q);
+        } else if let (Some(r), Some(l)) = (ratio, limit) {
+            if best.is_none_or(|(b, _, _)| r > b) {
+                best = Some((r, q, l));
+            }
         }
     }
-    view.quotas
-        .iter()
-        .filter(|q| q.watched)
-        .filter_map(|q| {
-            let limit = q.limit.filter(|l| *l > 0)?;
-            let ratio = q.used as f64 / limit as f64;
-            (ratio >= policy.threshold).then_some((ratio, q, limit))
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, q, limit)| Trigger::Threshold {
+    let trigger = match (blocked, best) {
+        (Some(q), _) => Trigger::Blocked {
+            api: q.api.to_string(),
+        },
+        (None, Some((_, q, limit))) => Trigger::Threshold {
             api: q.api.to_string(),
             used: q.used,
             limit,
-        })
+        },
+        (None, None) => {
+            return match unfixable {
+                Some((t, h)) => Due::Unfixable(t, h),
+                None => Due::No,
+            }
+        }
+    };
+    let first = trigger.api().unwrap_or_default();
+    if let Some(i) = fixable.iter().position(|p| *p == first) {
+        let p = fixable.remove(i);
+        fixable.insert(0, p);
+    }
+    Due::Yes { trigger, fixable }
+}
+
+/// Which clear fixes `fixable`: one interface by clearApiQuota when it is the only one,
+/// `api_clears` is on, WeChat has not refused that path, and the per-interface budget
+/// has more left than its reserve; else the whole account.
+pub fn plan(view: &AccountView<'_>, fixable: &[&str]) -> Plan {
+    let p = view.policy;
+    match fixable {
+        [one]
+            if p.api_clears
+                && !view.history.api_month_exhausted
+                && !view.history.api_refused.iter().any(|r| r == one)
+                && view.api_clears_left() > p.api_reserve =>
+        {
+            Plan::Api(one.to_string())
+        }
+        _ => Plan::Account,
+    }
 }
 
 /// The automatic decision: due, and every gate of SPEC §5 open.
 pub fn decide(view: &AccountView<'_>, now: Timestamp) -> Decision {
     match due(view) {
-        None => Decision::NotDue,
-        Some(trigger) => match gate(view, &trigger, now) {
-            None => Decision::Clear(trigger),
-            Some(hold) => Decision::Hold(trigger, hold),
-        },
+        Due::No => Decision::NotDue,
+        Due::Unfixable(trigger, hold) => Decision::Hold(trigger, hold),
+        Due::Yes { trigger, fixable } => {
+            let plan = plan(view, &fixable);
+            match gate(view, &plan, false, now) {
+                None => Decision::Clear(trigger, plan),
+                Some(hold) => Decision::Hold(trigger, hold),
+            }
+        }
     }
 }
 
-/// A clear someone asked for. Without force the policy's gates apply (the account need
-/// not be due); force skips the reserve, `min_interval` and the quiet window, never the
-/// monthly budget, 48006, a clear in flight, or dry run.
+/// A clear someone asked for: the whole account, or only `api` with a per-interface
+/// clear. Without force the policy's gates apply (the account need not be due); force
+/// skips the reserve, `min_interval`, the back-off, the quiet window and a clock behind,
+/// never the monthly budget of that kind, 48006, `error`, a clear in flight, or dry run.
 pub fn decide_manual(
     view: &AccountView<'_>,
     force: bool,
     reason: Option<String>,
+    api: Option<&str>,
     now: Timestamp,
 ) -> Decision {
     let trigger = Trigger::Manual { force, reason };
-    match gate(view, &trigger, now) {
-        None => Decision::Clear(trigger),
+    let plan = match api {
+        Some(a) => Plan::Api(a.to_string()),
+        None => Plan::Account,
+    };
+    match gate(view, &plan, force, now) {
+        None => Decision::Clear(trigger, plan),
         Some(hold) => Decision::Hold(trigger, hold),
     }
 }
 
-/// The first closed gate for `trigger`, or `None` when it may clear now.
-fn gate(view: &AccountView<'_>, trigger: &Trigger, now: Timestamp) -> Option<Hold> {
+/// The first closed gate for a clear by `plan`, or `None` when it may clear now.
+pub fn gate(view: &AccountView<'_>, plan: &Plan, forced: bool, now: Timestamp) -> Option<Hold> {
     let policy = view.policy;
-    let forced = trigger.is_forced();
-    let left = view.clears_left();
-    if view.in_error && !forced {
+    if view.in_error {
         return Some(Hold::InError);
     }
-    if view.history.month_exhausted {
-        return Some(Hold::MonthExhausted);
+    if let Some(latest) = view.history.latest_attempt_at {
+        if !forced && latest > now {
+            return Some(Hold::ClockBehind {
+                behind: (latest - now).to_std().unwrap_or_default(),
+            });
+        }
+    }
+    let kind = plan.kind();
+    let (exhausted, left, monthly, reserve) = view.budget(kind);
+    if exhausted {
+        return Some(Hold::MonthExhausted { kind });
     }
     if left == 0 {
-        return Some(Hold::BudgetSpent {
-            monthly: policy.monthly_clears,
-        });
+        return Some(Hold::BudgetSpent { kind, monthly });
     }
-    if !forced && left <= policy.reserve {
+    if !forced && left <= reserve {
         return Some(Hold::Reserve {
+            kind,
             left,
-            reserve: policy.reserve,
+            reserve,
         });
     }
     if view.in_flight {
         return Some(Hold::InFlight);
     }
     if !forced {
+        if let Some(until) = view.backoff_until.filter(|u| *u > now) {
+            return Some(Hold::Backoff {
+                wait: (until - now).to_std().unwrap_or_default(),
+            });
+        }
         if let Some(last) = view.history.last_spent_at {
             let since = (now - last).to_std().unwrap_or(Duration::ZERO);
             if since < policy.min_interval {
@@ -303,6 +547,16 @@ fn gate(view: &AccountView<'_>, trigger: &Trigger, now: Timestamp) -> Option<Hol
     None
 }
 
+/// Back-off after `failures` failed decisions in a row: 1 min, doubling, at most 1 h.
+pub fn backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(60);
+    const MAX: Duration = Duration::from_secs(3600);
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    FIRST.saturating_mul(1 << (failures - 1).min(6)).min(MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +576,8 @@ mod tests {
             limit,
             blocked,
             watched: true,
+            resettable: Resettable::Yes,
+            room_after_block: false,
         }
     }
 
@@ -348,12 +604,16 @@ mod tests {
             in_error: false,
             dry_run: false,
             now: NOON,
-            expect: |d| matches!(d, Decision::Clear(Trigger::Threshold { .. })),
+            expect: |d| matches!(d, Decision::Clear(Trigger::Threshold { .. }, _)),
         }
     }
 
     fn run(case: &Case) -> Decision {
-        let mut policy = Policy::default();
+        // The table checks the gates of account clears; per-interface ones below.
+        let mut policy = Policy {
+            api_clears: false,
+            ..Policy::default()
+        };
         (case.policy)(&mut policy);
         let mut history = ClearHistory::default();
         (case.history)(&mut history);
@@ -364,6 +624,7 @@ mod tests {
             in_flight: case.in_flight,
             in_error: case.in_error,
             dry_run: case.dry_run,
+            backoff_until: None,
         };
         decide(&view, parse(case.now).unwrap())
     }
@@ -404,7 +665,7 @@ mod tests {
             Case {
                 name: "45009 clears below the threshold",
                 quotas: vec![quota("/cgi-bin/user/get", 10, Some(500), true)],
-                expect: |d| matches!(d, Decision::Clear(Trigger::Blocked { .. })),
+                expect: |d| matches!(d, Decision::Clear(Trigger::Blocked { .. }, _)),
                 ..base()
             },
             Case {
@@ -424,7 +685,8 @@ mod tests {
                             _,
                             Hold::Reserve {
                                 left: 2,
-                                reserve: 2
+                                reserve: 2,
+                                ..
                             }
                         )
                     )
@@ -440,7 +702,7 @@ mod tests {
                 name: "budget spent with no reserve",
                 policy: |p| p.reserve = 0,
                 history: |h| h.spent_month = 10,
-                expect: |d| matches!(d, Decision::Hold(_, Hold::BudgetSpent { monthly: 10 })),
+                expect: |d| matches!(d, Decision::Hold(_, Hold::BudgetSpent { monthly: 10, .. })),
                 ..base()
             },
             Case {
@@ -450,7 +712,7 @@ mod tests {
                     h.spent_month = 3;
                     h.month_exhausted = true
                 },
-                expect: |d| matches!(d, Decision::Hold(_, Hold::MonthExhausted)),
+                expect: |d| matches!(d, Decision::Hold(_, Hold::MonthExhausted { .. })),
                 ..base()
             },
             Case {
@@ -528,7 +790,7 @@ mod tests {
                     quota("/cgi-bin/menu/get", 9_500, Some(10_000), false),
                     quota("/cgi-bin/user/get", 499, Some(500), false),
                 ],
-                expect: |d| matches!(d, Decision::Clear(Trigger::Threshold { api, .. }) if api == "/cgi-bin/user/get"),
+                expect: |d| matches!(d, Decision::Clear(Trigger::Threshold { api, .. }, _) if api == "/cgi-bin/user/get"),
                 ..base()
             },
         ];
@@ -551,6 +813,7 @@ mod tests {
             in_flight: false,
             in_error: false,
             dry_run: false,
+            backoff_until: None,
         };
         assert_eq!(decide(&view, parse(NOON).unwrap()), Decision::NotDue);
     }
@@ -567,37 +830,190 @@ mod tests {
                 spent_month: 9,
                 spent_today: 1,
                 last_spent_at: parse("2026-11-22T23:49:00+08:00"),
-                month_exhausted: false,
+                ..ClearHistory::default()
             },
             in_flight: false,
             in_error: false,
             dry_run: false,
+            backoff_until: None,
         };
         assert!(matches!(
-            decide_manual(&view, true, None, now),
-            Decision::Clear(Trigger::Manual { force: true, .. })
+            decide_manual(&view, true, None, None, now),
+            Decision::Clear(Trigger::Manual { force: true, .. }, _)
         ));
         assert!(matches!(
-            decide_manual(&view, false, None, now),
+            decide_manual(&view, false, None, None, now),
             Decision::Hold(_, Hold::Reserve { .. })
         ));
         view.history.spent_month = 10;
         assert!(matches!(
-            decide_manual(&view, true, None, now),
+            decide_manual(&view, true, None, None, now),
             Decision::Hold(_, Hold::BudgetSpent { .. })
         ));
         view.history.spent_month = 1;
         view.history.month_exhausted = true;
         assert!(matches!(
-            decide_manual(&view, true, None, now),
-            Decision::Hold(_, Hold::MonthExhausted)
+            decide_manual(&view, true, None, None, now),
+            Decision::Hold(_, Hold::MonthExhausted { .. })
         ));
         view.history.month_exhausted = false;
         view.in_flight = true;
         assert!(matches!(
-            decide_manual(&view, true, None, now),
+            decide_manual(&view, true, None, None, now),
             Decision::Hold(_, Hold::InFlight)
         ));
+        // Force never bypasses `error` (SPEC §4).
+        view.in_flight = false;
+        view.in_error = true;
+        assert!(matches!(
+            decide_manual(&view, true, None, None, now),
+            Decision::Hold(_, Hold::InError)
+        ));
+        // A forced per-interface clear spends that budget and is held by its 48006 only.
+        view.in_error = false;
+        view.history.api_month_exhausted = true;
+        assert!(matches!(
+            decide_manual(&view, true, None, Some("/cgi-bin/user/get"), now),
+            Decision::Hold(
+                _,
+                Hold::MonthExhausted {
+                    kind: ClearKind::Api
+                }
+            )
+        ));
+    }
+
+    fn view_of<'a>(
+        policy: &'a Policy,
+        quotas: &'a [QuotaView<'a>],
+        history: ClearHistory,
+    ) -> AccountView<'a> {
+        AccountView {
+            policy,
+            quotas,
+            history,
+            in_flight: false,
+            in_error: false,
+            dry_run: false,
+            backoff_until: None,
+        }
+    }
+
+    #[test]
+    fn one_due_interface_is_cleared_alone_several_clear_the_account() {
+        let policy = Policy::default();
+        let now = parse(NOON).unwrap();
+        let one = [quota("/cgi-bin/user/get", 455, Some(500), false)];
+        let d = decide(&view_of(&policy, &one, ClearHistory::default()), now);
+        assert!(
+            matches!(&d, Decision::Clear(_, Plan::Api(p)) if p == "/cgi-bin/user/get"),
+            "{d:?}"
+        );
+        let two = [
+            quota("/cgi-bin/user/get", 455, Some(500), false),
+            quota("/cgi-bin/menu/get", 10, Some(10_000), true),
+        ];
+        let d = decide(&view_of(&policy, &two, ClearHistory::default()), now);
+        assert!(
+            matches!(&d, Decision::Clear(Trigger::Blocked { api }, Plan::Account) if api == "/cgi-bin/menu/get"),
+            "{d:?}"
+        );
+        // A path WeChat refused, api_clears off, or the per-interface budget down to its
+        // reserve: the whole account.
+        let refused = ClearHistory {
+            api_refused: vec!["/cgi-bin/user/get".into()],
+            ..ClearHistory::default()
+        };
+        assert!(matches!(
+            decide(&view_of(&policy, &one, refused), now),
+            Decision::Clear(_, Plan::Account)
+        ));
+        let off = Policy {
+            api_clears: false,
+            ..Policy::default()
+        };
+        assert!(matches!(
+            decide(&view_of(&off, &one, ClearHistory::default()), now),
+            Decision::Clear(_, Plan::Account)
+        ));
+        let reserve_only = ClearHistory {
+            api_spent_month: 45,
+            ..ClearHistory::default()
+        };
+        assert!(matches!(
+            decide(&view_of(&policy, &one, reserve_only), now),
+            Decision::Clear(_, Plan::Account)
+        ));
+    }
+
+    #[test]
+    fn clears_that_cannot_help_are_never_decided() {
+        let policy = Policy::default();
+        let now = parse(NOON).unwrap();
+        let with = |r: Resettable, room: bool| QuotaView {
+            resettable: r,
+            room_after_block: room,
+            ..quota("/cgi-bin/user/get", 10, Some(500), true)
+        };
+        for (q, gate) in [
+            (with(Resettable::NotReset, false), "not_reset"),
+            (with(Resettable::TokenApi, false), "token_api"),
+            (with(Resettable::Lifetime, false), "lifetime_quota"),
+            (with(Resettable::Yes, true), "not_daily"),
+        ] {
+            let quotas = [q];
+            let d = decide(&view_of(&policy, &quotas, ClearHistory::default()), now);
+            assert!(
+                matches!(&d, Decision::Hold(_, h) if h.kind() == gate),
+                "{gate}: {d:?}"
+            );
+        }
+        // Without confirm_45009 a reported 45009 is trusted.
+        let trusting = Policy {
+            confirm_45009: false,
+            ..Policy::default()
+        };
+        let quotas = [with(Resettable::Yes, true)];
+        assert!(matches!(
+            decide(&view_of(&trusting, &quotas, ClearHistory::default()), now),
+            Decision::Clear(..)
+        ));
+        // An unfixable path does not stop another due one from being cleared alone.
+        let quotas = [
+            with(Resettable::NotReset, false),
+            quota("/cgi-bin/menu/get", 9_500, Some(10_000), false),
+        ];
+        assert!(matches!(
+            decide(&view_of(&policy, &quotas, ClearHistory::default()), now),
+            Decision::Clear(_, Plan::Api(p)) if p == "/cgi-bin/menu/get"
+        ));
+    }
+
+    #[test]
+    fn backoff_and_a_clock_behind_hold_automatic_clears() {
+        let policy = Policy::default();
+        let now = parse(NOON).unwrap();
+        let quotas = [quota("/cgi-bin/user/get", 455, Some(500), false)];
+        let mut view = view_of(&policy, &quotas, ClearHistory::default());
+        view.backoff_until = Some(now + chrono::Duration::seconds(60));
+        assert!(matches!(
+            decide(&view, now),
+            Decision::Hold(_, Hold::Backoff { wait }) if wait == Duration::from_secs(60)
+        ));
+        assert!(matches!(
+            decide(&view, now + chrono::Duration::seconds(60)),
+            Decision::Clear(..)
+        ));
+        view.backoff_until = None;
+        view.history.latest_attempt_at = Some(now + chrono::Duration::seconds(5));
+        assert!(matches!(
+            decide(&view, now),
+            Decision::Hold(_, Hold::ClockBehind { .. })
+        ));
+        assert_eq!(backoff(1), Duration::from_secs(60));
+        assert_eq!(backoff(2), Duration::from_secs(120));
+        assert_eq!(backoff(7), Duration::from_secs(3600));
+        assert_eq!(backoff(40), Duration::from_secs(3600));
     }
 
     #[test]

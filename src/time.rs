@@ -12,9 +12,12 @@ use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc
 pub type Timestamp = DateTime<Utc>;
 
 /// Environment variable that starts the clock at a given RFC 3339 instant and lets it
-/// run from there in real time. For tests and demos only (day and month rollover
-/// without waiting for midnight); never set it in production.
+/// run from there in real time. For tests of debug builds only (day and month rollover
+/// without waiting for midnight); a release build refuses to start with it set.
 pub const FAKE_NOW_ENV: &str = "WXQUOTAD_FAKE_NOW";
+
+/// Whether this build honours [`FAKE_NOW_ENV`]: debug builds (tests) only.
+pub const FAKE_NOW_HONOURED: bool = cfg!(debug_assertions);
 
 /// WeChat's time zone: UTC+8 (Beijing), no daylight saving.
 pub fn beijing() -> FixedOffset {
@@ -101,13 +104,23 @@ impl Clock {
         }
     }
 
-    /// The system clock, or a shifted one when [`FAKE_NOW_ENV`] is set.
-    /// An unparsable value is an error naming the variable.
+    /// The system clock, or a shifted one when [`FAKE_NOW_ENV`] is set — in debug
+    /// builds only (what the tests run). A release build, what users run, never lets
+    /// an environment variable move its clock: the variable set there is an error
+    /// naming it, so nobody believes it took effect. An unparsable value is an error
+    /// naming the variable.
     pub fn from_env() -> Result<Clock, String> {
         match std::env::var(FAKE_NOW_ENV) {
-            Ok(v) if !v.is_empty() => parse(&v)
-                .map(Clock::starting_at)
-                .ok_or_else(|| format!("{FAKE_NOW_ENV}={v:?} is not an RFC 3339 timestamp")),
+            Ok(v) if !v.is_empty() => {
+                if !FAKE_NOW_HONOURED {
+                    return Err(format!(
+                        "{FAKE_NOW_ENV} is set, but this is a release build, whose clock is always the system's; unset it (it is for tests of debug builds)"
+                    ));
+                }
+                parse(&v)
+                    .map(Clock::starting_at)
+                    .ok_or_else(|| format!("{FAKE_NOW_ENV}={v:?} is not an RFC 3339 timestamp"))
+            }
             _ => Ok(Clock::system()),
         }
     }

@@ -197,15 +197,12 @@ fn clear_requests(sim: &Sim) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
+async fn one_decision_re_sends_only_what_was_not_applied_and_stops_at_an_unknown_outcome() {
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        for kind in [
-            FaultKind::Http(502),
-            FaultKind::Errcode(-1),
-            FaultKind::Garbage,
-        ] {
+        // -1: WeChat says it did not apply it (re-sent); 502: might have (not re-sent).
+        for kind in [FaultKind::Errcode(-1), FaultKind::Http(502)] {
             sim.sim.inject(Fault {
                 endpoint: Endpoint::ClearQuota,
                 kind,
@@ -214,41 +211,49 @@ async fn retries_through_5xx_busy_and_garbage_clear_exactly_once() {
         }
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
-        // The "cleared" event is logged last, once the clear is settled and recorded.
-        wait_for("the clear", Duration::from_secs(20), || async {
-            (!d.events_named("cleared").is_empty()).then_some(())
+        let failed = wait_for("the decision to end", Duration::from_secs(20), || async {
+            d.events_named("clear_failed").into_iter().next()
         })
         .await;
-        assert_eq!(sim.sim.clears_charged(APPID), 1, "cleared exactly once");
-        assert_eq!(clear_requests(&sim), 4);
+        assert!(failed["clears_left"].is_u64(), "{failed}");
+        assert_eq!(clear_requests(&sim), 2);
         let ledger = setup.ledger();
         let outcomes: Vec<&str> = ledger.iter().map(|r| r.0.as_str()).collect();
-        // 502 and garbage might have taken effect (spent); -1 is WeChat saying no.
-        assert_eq!(outcomes, ["unknown", "failed", "unknown", "ok"]);
+        assert_eq!(outcomes, ["failed", "unknown"]);
         assert!(setup.ledger_spent() >= sim.sim.clears_charged(APPID));
-        assert_eq!(d.events_named("cleared").len(), 1);
+        // Still blocked: the next decision is held by the back-off (1 min), not re-sent.
+        let shop = d.shop().await;
+        assert!(shop["clears"]["backoff_until"].is_string(), "{shop}");
+        d.report(BLOCKED).await;
+        wait_for("the back-off hold", Duration::from_secs(10), || async {
+            d.events_named("decision")
+                .into_iter()
+                .find(|e| e["gate"] == "backoff")
+        })
+        .await;
+        assert_eq!(clear_requests(&sim), 2);
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lost_reply_counts_as_spent() {
+async fn a_lost_reply_counts_as_spent_and_is_not_re_sent() {
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
         sim.fault(Endpoint::ClearQuota, FaultKind::ChargeThenDrop, 1);
         let d = Daemon::start(&setup.config, &[]);
         d.report(BLOCKED).await;
-        wait_for("the clear to settle", Duration::from_secs(20), || async {
-            let s = d.shop().await;
-            (s["clears"]["last"]["outcome"] == "ok").then_some(())
+        wait_for("the decision to end", Duration::from_secs(20), || async {
+            d.events_named("clear_failed").into_iter().next()
         })
         .await;
-        // WeChat charged the lost one and the retry; the ledger counts both.
-        assert_eq!(sim.sim.clears_charged(APPID), 2);
+        // WeChat charged the lost one; the ledger counts it; nothing was sent again.
+        assert_eq!(sim.sim.clears_charged(APPID), 1);
         assert_eq!(setup.ledger()[0].0, "unknown");
-        assert!(setup.ledger_spent() >= sim.sim.clears_charged(APPID));
-        assert_eq!(d.shop().await["clears"]["used"], 2);
+        assert_eq!(setup.ledger().len(), 1);
+        assert_eq!(d.shop().await["clears"]["used"], 1);
+        assert_eq!(clear_requests(&sim), 1);
     })
     .await;
 }

@@ -124,12 +124,15 @@ async fn readme_first_command_simulates_a_threshold_clear() {
             .report(r#"{"account":"shop","api":"/cgi-bin/user/get","calls":480}"#)
             .await;
         assert_eq!(s, 200);
+        // One interface due: reset alone by clearApiQuota (one of 50), not one of the 10.
         let shop = wait_for("the simulated clear", Duration::from_secs(10), || async {
             let s = d.shop().await;
-            (s["clears"]["last"]["outcome"] == "ok").then_some(s)
+            (s["api_clears"]["last"]["outcome"] == "ok").then_some(s)
         })
         .await;
-        assert_eq!(shop["clears"]["used"], 1);
+        assert_eq!(shop["api_clears"]["used"], 1);
+        assert_eq!(shop["api_clears"]["last"]["api"], "/cgi-bin/user/get");
+        assert_eq!(shop["clears"]["used"], 0);
         assert!(
             !dir.path().join("wxquotad-state").exists(),
             "simulation keeps its state apart"

@@ -9,7 +9,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use wxquotad::apipath;
 use wxquotad::config::Policy;
-use wxquotad::policy::{decide, decide_manual, AccountView, ClearHistory, Decision, QuotaView};
+use wxquotad::policy::{
+    decide, decide_manual, AccountView, ClearHistory, Decision, Plan, QuotaView, Resettable,
+};
 use wxquotad::time::{day_of, month_of, next_reset, parse, Timestamp};
 
 // ---------------------------------------------------------------------------------------
@@ -19,28 +21,37 @@ use wxquotad::time::{day_of, month_of, next_reset, parse, Timestamp};
 /// What WeChat (or a crash) makes of a clear the policy allowed.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
-    /// errcode 0: spent, counters start again.
+    /// errcode 0: spent, counters start again (all, or the one interface).
     Ok,
-    /// An errcode that did not take effect: not spent.
+    /// An errcode that did not take effect: not spent; backs off.
     Failed,
-    /// Timeout or crash: may have taken effect, so spent; the block stays.
+    /// Timeout or crash: may have taken effect, so spent; the block stays; backs off.
     Unknown,
-    /// 48006: not spent, but no clears left this month whatever our count says.
+    /// 48006: not spent, but none of that kind left this month whatever our count says.
     Exhausted,
+    /// WeChat will not clear this path one by one (a per-interface clear only; any
+    /// other kind reads it as Failed): not spent, no back-off, remembered.
+    Refused,
 }
 
 #[derive(Debug, Clone)]
 enum Step {
     /// Time passes (seconds), sometimes across the daily reset or a month.
     Wait(u64),
-    /// Calls reported on the watched interface.
-    Calls(u64),
-    /// A 45009 on the watched or the unwatched interface.
-    Blocked { watched: bool },
+    /// Calls reported on a watched interface (0 or 1).
+    Calls(usize, u64),
+    /// A 45009 on a watched interface (0 or 1) or the unwatched one (2).
+    Blocked(usize),
+    /// The check after a clear saw WeChat keep counting watched interface 0 today.
+    NotReset,
     /// The engine asks the policy; a clear, if allowed, ends with the outcome.
     Decide(Outcome),
-    /// Someone asks for a clear.
-    Manual { force: bool, outcome: Outcome },
+    /// Someone asks for a clear (of the account, or of interface 0).
+    Manual {
+        force: bool,
+        api: bool,
+        outcome: Outcome,
+    },
     /// Flip the conditions outside the history.
     Flags {
         in_flight: bool,
@@ -55,6 +66,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         2 => Just(Outcome::Failed),
         2 => Just(Outcome::Unknown),
         1 => Just(Outcome::Exhausted),
+        1 => Just(Outcome::Refused),
     ]
 }
 
@@ -67,10 +79,12 @@ fn step() -> impl Strategy<Value = Step> {
             (20u64..40).prop_map(|d| d * 86_400),
         ]
         .prop_map(Step::Wait),
-        3 => (1u64..300).prop_map(Step::Calls),
-        3 => any::<bool>().prop_map(|watched| Step::Blocked { watched }),
+        3 => (0usize..2, 1u64..300).prop_map(|(q, n)| Step::Calls(q, n)),
+        3 => (0usize..3).prop_map(Step::Blocked),
+        1 => Just(Step::NotReset),
         6 => outcome().prop_map(Step::Decide),
-        2 => (any::<bool>(), outcome()).prop_map(|(force, outcome)| Step::Manual { force, outcome }),
+        2 => (any::<bool>(), any::<bool>(), outcome())
+            .prop_map(|(force, api, outcome)| Step::Manual { force, api, outcome }),
         1 => (prop::bool::weighted(0.15), prop::bool::weighted(0.1), prop::bool::weighted(0.1))
             .prop_map(|(in_flight, in_error, dry_run)| Step::Flags { in_flight, in_error, dry_run }),
     ]
@@ -78,8 +92,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn policy() -> impl Strategy<Value = Policy> {
     (
-        1u32..=12,
-        0u32..6,
+        (1u32..=10, 0u32..6, 1u32..=50, 0u32..8, any::<bool>()),
         1u32..=100,
         prop_oneof![Just(0u64), 1u64..1200, 1u64..86_400],
         1u32..6,
@@ -87,118 +100,245 @@ fn policy() -> impl Strategy<Value = Policy> {
         any::<bool>(),
     )
         .prop_map(
-            |(monthly, reserve, thr, min_interval, per_day, quiet, on_45009)| Policy {
+            |(
+                (monthly, reserve, api_monthly, api_reserve, api_clears),
+                thr,
+                min_interval,
+                per_day,
+                quiet,
+                on_45009,
+            )| Policy {
                 threshold: f64::from(thr) / 100.0,
                 clear_on_45009: on_45009,
                 reserve: reserve.min(monthly - 1),
                 monthly_clears: monthly,
+                api_clears,
+                monthly_api_clears: api_monthly,
+                api_reserve: api_reserve.min(api_monthly - 1),
+                confirm_45009: true,
                 min_interval: Duration::from_secs(min_interval),
                 max_clears_per_day: per_day,
                 quiet_before_reset: Duration::from_secs(quiet),
-                watch: vec![WATCHED.to_string()],
-                ..Policy::default()
+                watch: WATCHED.iter().map(|w| w.to_string()).collect(),
             },
         )
 }
 
-const WATCHED: &str = "/cgi-bin/user/get";
+const WATCHED: [&str; 2] = ["/cgi-bin/user/get", "/cgi-bin/media/get"];
 const UNWATCHED: &str = "/cgi-bin/menu/get";
 const LIMIT: u64 = 500;
 
-/// The model: a plain list of spent attempts and the account's usage.
+/// The model: plain lists of spent attempts of each kind and the account's usage.
 struct Model {
     now: Timestamp,
-    /// Start times of spent attempts (ok or unknown).
+    /// Start times of spent account clears (ok or unknown).
     spent: Vec<Timestamp>,
-    /// The month WeChat answered 48006 in.
+    /// Start times of spent per-interface clears.
+    api_spent: Vec<Timestamp>,
+    /// The months WeChat answered 48006 in, per kind.
     exhausted_month: Option<String>,
-    used: u64,
-    blocked: bool,
+    api_exhausted_month: Option<String>,
+    /// (month, path) WeChat refused to clear one by one.
+    refused: Vec<(String, String)>,
+    used: [u64; 2],
+    blocked: [bool; 2],
     unwatched_blocked: bool,
+    /// Watched interface 0 was not reset by a clear today.
+    not_reset: bool,
+    /// Failed decisions in a row, and the back-off they earned.
+    failures: u32,
+    backoff_until: Option<Timestamp>,
     in_flight: bool,
     in_error: bool,
     dry_run: bool,
 }
 
+/// The model's plan: the whole account, or one interface.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Account,
+    Api(&'static str),
+}
+
 impl Model {
+    fn count(list: &[Timestamp], f: impl Fn(&Timestamp) -> bool) -> u32 {
+        list.iter().filter(|t| f(t)).count() as u32
+    }
+
     fn spent_month(&self) -> u32 {
         let m = month_of(self.now);
-        self.spent.iter().filter(|t| month_of(**t) == m).count() as u32
+        Model::count(&self.spent, |t| month_of(*t) == m)
+    }
+
+    fn api_spent_month(&self) -> u32 {
+        let m = month_of(self.now);
+        Model::count(&self.api_spent, |t| month_of(*t) == m)
     }
 
     fn spent_today(&self) -> u32 {
         let d = day_of(self.now);
-        self.spent.iter().filter(|t| day_of(**t) == d).count() as u32
+        Model::count(&self.spent, |t| day_of(*t) == d)
+            + Model::count(&self.api_spent, |t| day_of(*t) == d)
     }
 
     fn history(&self) -> ClearHistory {
+        let month = month_of(self.now);
+        let all = self.spent.iter().chain(&self.api_spent);
         ClearHistory {
             spent_month: self.spent_month(),
             spent_today: self.spent_today(),
-            last_spent_at: self.spent.iter().max().copied(),
-            month_exhausted: self.exhausted_month.as_deref() == Some(&month_of(self.now)),
+            last_spent_at: all.max().copied(),
+            month_exhausted: self.exhausted_month.as_deref() == Some(&month),
+            api_spent_month: self.api_spent_month(),
+            api_month_exhausted: self.api_exhausted_month.as_deref() == Some(&month),
+            api_refused: self
+                .refused
+                .iter()
+                .filter(|(m, _)| *m == month)
+                .map(|(_, p)| p.clone())
+                .collect(),
+            latest_attempt_at: None,
         }
     }
 
     fn quotas(&self) -> Vec<QuotaView<'static>> {
-        vec![
-            QuotaView {
-                api: WATCHED,
-                used: self.used,
+        let mut q: Vec<QuotaView<'static>> = (0..2)
+            .map(|i| QuotaView {
+                api: WATCHED[i],
+                used: self.used[i],
                 limit: Some(LIMIT),
-                blocked: self.blocked,
+                blocked: self.blocked[i],
                 watched: true,
-            },
-            QuotaView {
-                api: UNWATCHED,
-                used: 0,
-                limit: Some(LIMIT),
-                blocked: self.unwatched_blocked,
-                watched: false,
-            },
-        ]
+                resettable: if i == 0 && self.not_reset {
+                    Resettable::NotReset
+                } else {
+                    Resettable::Yes
+                },
+                room_after_block: false,
+            })
+            .collect();
+        q.push(QuotaView {
+            api: UNWATCHED,
+            used: 0,
+            limit: Some(LIMIT),
+            blocked: self.unwatched_blocked,
+            watched: false,
+            resettable: Resettable::Yes,
+            room_after_block: false,
+        });
+        q
     }
 
-    /// Whether the account is due, by the model's reading of SPEC §5.
-    fn due(&self, p: &Policy) -> bool {
-        (p.clear_on_45009 && self.blocked) || self.used as f64 / LIMIT as f64 >= p.threshold
+    /// Watched interfaces a clear could fix that are due, by the model's reading of §5.
+    fn due(&self, p: &Policy) -> Vec<usize> {
+        (0..2)
+            .filter(|&i| {
+                (p.clear_on_45009 && self.blocked[i])
+                    || self.used[i] as f64 / LIMIT as f64 >= p.threshold
+            })
+            .filter(|&i| !(i == 0 && self.not_reset))
+            .collect()
     }
 
-    /// Whether a clear may go now, by the model's reading of SPEC §4 and §5.
-    fn allowed(&self, p: &Policy, manual: bool, force: bool) -> bool {
+    /// Whether some interface is due, fixable or not.
+    fn due_at_all(&self, p: &Policy) -> bool {
+        (0..2).any(|i| {
+            (p.clear_on_45009 && self.blocked[i])
+                || self.used[i] as f64 / LIMIT as f64 >= p.threshold
+        })
+    }
+
+    /// The clear for the due interfaces: one alone by clearApiQuota when allowed.
+    fn plan(&self, p: &Policy, due: &[usize]) -> Kind {
+        let h = self.history();
+        let api_left = if h.api_month_exhausted {
+            0
+        } else {
+            p.monthly_api_clears.saturating_sub(h.api_spent_month)
+        };
+        match due {
+            [one]
+                if p.api_clears
+                    && !h.api_refused.iter().any(|r| r == WATCHED[*one])
+                    && api_left > p.api_reserve =>
+            {
+                Kind::Api(WATCHED[*one])
+            }
+            _ => Kind::Account,
+        }
+    }
+
+    /// Whether a clear of `kind` may go now, by the model's reading of SPEC §4 and §5.
+    fn allowed(&self, p: &Policy, kind: &Kind, force: bool) -> bool {
         let h = self.history();
         let last_ok = match h.last_spent_at {
             None => true,
             Some(t) => (self.now - t).to_std().unwrap_or_default() >= p.min_interval,
         };
+        let backoff_ok = self.backoff_until.is_none_or(|u| u <= self.now);
         let until_reset = (next_reset(self.now) - self.now).to_std().unwrap();
-        let budget = if force {
-            p.monthly_clears
-        } else {
-            p.monthly_clears - p.reserve
+        let (exhausted, spent, monthly, reserve) = match kind {
+            Kind::Account => (
+                h.month_exhausted,
+                h.spent_month,
+                p.monthly_clears,
+                p.reserve,
+            ),
+            Kind::Api(_) => (
+                h.api_month_exhausted,
+                h.api_spent_month,
+                p.monthly_api_clears,
+                p.api_reserve,
+            ),
         };
-        let _ = manual;
-        !h.month_exhausted
-            && h.spent_month < budget
+        let budget = if force { monthly } else { monthly - reserve };
+        !exhausted
+            && spent < budget
             && h.spent_today < p.max_clears_per_day
             && !self.in_flight
             && !self.dry_run
-            && (force || !self.in_error)
+            && !self.in_error
             && (force || last_ok)
+            && (force || backoff_ok)
             && (force || until_reset > p.quiet_before_reset)
     }
 
-    fn settle(&mut self, at: Timestamp, outcome: Outcome) {
+    fn settle(&mut self, at: Timestamp, kind: &Kind, outcome: Outcome) {
+        let api = matches!(kind, Kind::Api(_));
         match outcome {
             Outcome::Ok => {
-                self.spent.push(at);
-                self.used = 0;
-                self.blocked = false;
-                self.unwatched_blocked = false;
+                if let Kind::Api(path) = kind {
+                    self.api_spent.push(at);
+                    let i = WATCHED.iter().position(|w| w == path).unwrap();
+                    self.used[i] = 0;
+                    self.blocked[i] = false;
+                } else {
+                    self.spent.push(at);
+                    self.used = [0, 0];
+                    self.blocked = [false, false];
+                    self.unwatched_blocked = false;
+                }
+                self.failures = 0;
+                self.backoff_until = None;
             }
-            Outcome::Unknown => self.spent.push(at),
-            Outcome::Failed => {}
+            Outcome::Unknown | Outcome::Failed => {
+                if matches!(outcome, Outcome::Unknown) {
+                    if api {
+                        self.api_spent.push(at);
+                    } else {
+                        self.spent.push(at);
+                    }
+                }
+                self.failures += 1;
+                let wait = (60u64 << (self.failures - 1).min(6)).min(3600);
+                self.backoff_until = Some(at + chrono::Duration::seconds(wait as i64));
+            }
+            Outcome::Exhausted if api => self.api_exhausted_month = Some(month_of(at)),
             Outcome::Exhausted => self.exhausted_month = Some(month_of(at)),
+            Outcome::Refused => match kind {
+                Kind::Api(path) => self.refused.push((month_of(at), path.to_string())),
+                Kind::Account => self.settle(at, kind, Outcome::Failed),
+            },
         }
     }
 
@@ -206,11 +346,31 @@ impl Model {
         let before = day_of(self.now);
         self.now += chrono::Duration::seconds(secs as i64);
         if day_of(self.now) != before {
-            // A new WeChat day: counters start again.
-            self.used = 0;
-            self.blocked = false;
+            // A new WeChat day: counters start again; not-reset paths may trigger again.
+            self.used = [0, 0];
+            self.blocked = [false, false];
             self.unwatched_blocked = false;
+            self.not_reset = false;
         }
+    }
+
+    fn view<'a>(&self, policy: &'a Policy, quotas: &'a [QuotaView<'a>]) -> AccountView<'a> {
+        AccountView {
+            policy,
+            quotas,
+            history: self.history(),
+            in_flight: self.in_flight,
+            in_error: self.in_error,
+            dry_run: self.dry_run,
+            backoff_until: self.backoff_until,
+        }
+    }
+}
+
+fn kind_of(plan: &Plan) -> Kind {
+    match plan {
+        Plan::Account => Kind::Account,
+        Plan::Api(p) => Kind::Api(WATCHED.iter().find(|w| *w == p).expect("a watched path")),
     }
 }
 
@@ -236,10 +396,16 @@ proptest! {
         let mut m = Model {
             now: start,
             spent: Vec::new(),
+            api_spent: Vec::new(),
             exhausted_month: None,
-            used: 0,
-            blocked: false,
+            api_exhausted_month: None,
+            refused: Vec::new(),
+            used: [0, 0],
+            blocked: [false, false],
             unwatched_blocked: false,
+            not_reset: false,
+            failures: 0,
+            backoff_until: None,
             in_flight: false,
             in_error: false,
             dry_run: false,
@@ -247,9 +413,10 @@ proptest! {
         for (i, step) in steps.iter().enumerate() {
             match *step {
                 Step::Wait(s) => m.wait(s),
-                Step::Calls(n) => m.used += n,
-                Step::Blocked { watched: true } => m.blocked = true,
-                Step::Blocked { watched: false } => m.unwatched_blocked = true,
+                Step::Calls(q, n) => m.used[q] += n,
+                Step::Blocked(2) => m.unwatched_blocked = true,
+                Step::Blocked(q) => m.blocked[q] = true,
+                Step::NotReset => m.not_reset = true,
                 Step::Flags { in_flight, in_error, dry_run } => {
                     m.in_flight = in_flight;
                     m.in_error = in_error;
@@ -257,57 +424,63 @@ proptest! {
                 }
                 Step::Decide(outcome) => {
                     let quotas = m.quotas();
-                    let view = AccountView {
-                        policy: &policy,
-                        quotas: &quotas,
-                        history: m.history(),
-                        in_flight: m.in_flight,
-                        in_error: m.in_error,
-                        dry_run: m.dry_run,
-                    };
-                    let d = decide(&view, m.now);
+                    let d = decide(&m.view(&policy, &quotas), m.now);
                     let due = m.due(&policy);
-                    let allowed = m.allowed(&policy, false, false);
                     match &d {
-                        Decision::NotDue => prop_assert!(!due, "step {i}: due but NotDue"),
-                        Decision::Hold(..) => prop_assert!(due && !allowed, "step {i}: {d:?}"),
-                        Decision::Clear(_) => {
-                            prop_assert!(due && allowed, "step {i}: {d:?}");
-                            // The gates in plain words, the budget first.
+                        Decision::NotDue => prop_assert!(!m.due_at_all(&policy), "step {i}: due but NotDue"),
+                        Decision::Hold(_, hold) => {
+                            if due.is_empty() {
+                                // Due only by what a clear cannot fix.
+                                prop_assert!(m.due_at_all(&policy), "step {i}: {d:?}");
+                                prop_assert_eq!(hold.kind(), "not_reset", "step {}", i);
+                            } else {
+                                let kind = m.plan(&policy, &due);
+                                prop_assert!(!m.allowed(&policy, &kind, false), "step {i}: {kind:?} {d:?}");
+                            }
+                        }
+                        Decision::Clear(_, plan) => {
+                            let kind = m.plan(&policy, &due);
+                            prop_assert!(!due.is_empty(), "step {i}: {d:?}");
+                            prop_assert_eq!(&kind_of(plan), &kind, "step {}", i);
+                            prop_assert!(m.allowed(&policy, &kind, false), "step {i}: {d:?}");
+                            // The gates in plain words, the budgets first.
                             let h = m.history();
-                            prop_assert!(h.spent_month < policy.monthly_clears - policy.reserve);
+                            match kind {
+                                Kind::Account => prop_assert!(h.spent_month < policy.monthly_clears - policy.reserve),
+                                Kind::Api(_) => prop_assert!(h.api_spent_month < policy.monthly_api_clears - policy.api_reserve),
+                            }
                             prop_assert!(h.spent_today < policy.max_clears_per_day);
+                            prop_assert!(m.backoff_until.is_none_or(|u| u <= m.now));
                             let until = (next_reset(m.now) - m.now).to_std().unwrap();
                             prop_assert!(until > policy.quiet_before_reset);
-                            m.settle(m.now, outcome);
+                            m.settle(m.now, &kind, outcome);
                         }
                     }
                 }
-                Step::Manual { force, outcome } => {
+                Step::Manual { force, api, outcome } => {
                     let quotas = m.quotas();
-                    let view = AccountView {
-                        policy: &policy,
-                        quotas: &quotas,
-                        history: m.history(),
-                        in_flight: m.in_flight,
-                        in_error: m.in_error,
-                        dry_run: m.dry_run,
-                    };
-                    let d = decide_manual(&view, force, None, m.now);
-                    let allowed = m.allowed(&policy, true, force);
+                    let asked = api.then_some(WATCHED[0]);
+                    let d = decide_manual(&m.view(&policy, &quotas), force, None, asked, m.now);
+                    let kind = if api { Kind::Api(WATCHED[0]) } else { Kind::Account };
+                    let allowed = m.allowed(&policy, &kind, force);
                     match &d {
-                        Decision::Clear(_) => {
+                        Decision::Clear(_, plan) => {
                             prop_assert!(allowed, "step {i}: force={force} {d:?}");
-                            prop_assert!(m.spent_month() < policy.monthly_clears);
-                            m.settle(m.now, outcome);
+                            prop_assert_eq!(&kind_of(plan), &kind);
+                            match kind {
+                                Kind::Account => prop_assert!(m.spent_month() < policy.monthly_clears),
+                                Kind::Api(_) => prop_assert!(m.api_spent_month() < policy.monthly_api_clears),
+                            }
+                            m.settle(m.now, &kind, outcome);
                         }
                         Decision::Hold(..) => prop_assert!(!allowed, "step {i}: force={force} {d:?}"),
                         Decision::NotDue => prop_assert!(false, "a manual clear is never NotDue"),
                     }
                 }
             }
-            // Whatever happened, the budget holds: per month and per day.
+            // Whatever happened, the budgets hold: per month of each kind and per day.
             prop_assert!(m.spent_month() <= policy.monthly_clears);
+            prop_assert!(m.api_spent_month() <= policy.monthly_api_clears);
             prop_assert!(m.spent_today() <= policy.max_clears_per_day);
         }
     }

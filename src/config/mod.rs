@@ -238,15 +238,25 @@ pub struct Account {
 impl Account {
     /// Changes whenever something that could fix a config-level WeChat error changes
     /// (appid, secret, how clears are sent). An account in `error` leaves it when this
-    /// differs from the value recorded with the error. Not a hash of the secret that
-    /// could be reversed: a 64-bit digest of the three fields together.
+    /// differs from the value recorded with the error. SHA-256 (stable across builds and
+    /// releases, unlike std's hasher) over the fields with a domain prefix, cut to 64
+    /// bits: enough to notice a change, and no use for recovering the secret.
     pub fn fingerprint(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.appid.hash(&mut h);
-        self.secret.expose().hash(&mut h);
-        format!("{:?}", self.clear_via).hash(&mut h);
-        format!("{:016x}", h.finish())
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            "wxquotad account fingerprint v1",
+            &self.appid,
+            self.secret.expose(),
+            self.clear_via.as_str(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The quotas that can trigger a clear: the watch list, or every quota with a limit.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use crate::config::{Account, LimitSource};
-use crate::policy::{AccountView, ClearHistory, QuotaView};
-use crate::store::{Attempt, UsageRow};
+use crate::policy::{AccountView, ClearHistory, ClearKind, QuotaView, Resettable, TOKEN_APIS};
+use crate::store::{Attempt, AttemptOutcome, UsageRow};
 use crate::time::{day_of, month_of, Timestamp};
 use crate::wechat::TokenCache;
 
@@ -22,6 +22,11 @@ pub struct PathCount {
     pub calls: u64,
     /// Reported 45009 since the last clear.
     pub blocked: bool,
+    /// When the 45009 that set `blocked` was first reported (a getApiQuota read after
+    /// it can show it was not the daily quota).
+    pub blocked_at: Option<Timestamp>,
+    /// Reported 45029 today: a lifetime quota, which no clear resets.
+    pub lifetime: bool,
     /// Changed since the last flush.
     pub dirty: bool,
 }
@@ -29,6 +34,8 @@ pub struct PathCount {
 /// WeChat's own count for one path (getApiQuota), valid on the day it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Polled {
+    /// When it was read.
+    pub at: Timestamp,
     pub day: NaiveDate,
     pub used: u64,
     pub daily_limit: u64,
@@ -50,8 +57,14 @@ pub struct AccountRuntime {
     pub usage: HashMap<String, PathCount>,
     /// Attempts since the start of last month (enough for every gate), oldest first.
     pub attempts: Vec<Attempt>,
-    pub in_flight: bool,
     pub error: Option<AccountError>,
+    /// Failed decisions in a row (reset by a success or a config change).
+    pub failures: u32,
+    /// No automatic attempt before this (SPEC §5 back-off).
+    pub backoff_until: Option<Timestamp>,
+    /// The last decision ended with an unknown outcome that no getApiQuota read has
+    /// explained yet: the next decision reads first.
+    pub unconfirmed: bool,
     pub token: Arc<TokenCache>,
     /// The last hold logged (text and when), so a held account does not log on every report.
     pub last_hold: Option<(String, Timestamp)>,
@@ -59,7 +72,8 @@ pub struct AccountRuntime {
     pub polled: HashMap<String, Polled>,
     /// Paths WeChat will not report on (76021 unknown, 76022 no permission): errcode.
     pub poll_disabled: HashMap<String, i64>,
-    /// Paths WeChat did not reset at the last clear (seen by the check after it).
+    /// Paths WeChat did not reset at a clear today (seen by the check after it); they
+    /// never trigger again that day.
     pub not_reset: Vec<String>,
     /// getApiQuota requests made today (for the day summary).
     pub polls_today: u64,
@@ -74,8 +88,10 @@ impl AccountRuntime {
             day: day_of(now),
             usage: HashMap::new(),
             attempts: Vec::new(),
-            in_flight: false,
             error: None,
+            failures: 0,
+            backoff_until: None,
+            unconfirmed: false,
             token: Arc::new(TokenCache::default()),
             last_hold: None,
             polled: HashMap::new(),
@@ -88,10 +104,11 @@ impl AccountRuntime {
 
     /// Starts a new WeChat day if `now` is past the one the counters belong to. The old
     /// day's unflushed rows go to `pending` so the flush still writes them.
-    /// Returns the day that ended, if one did.
+    /// Returns the day that ended, if one did. Days only roll forward: a clock stepped
+    /// back keeps today's counts (zeroing them would lose them).
     pub fn roll(&mut self, now: Timestamp, pending: &mut Vec<UsageRow>) -> Option<NaiveDate> {
         let today = day_of(now);
-        if today == self.day {
+        if today <= self.day {
             return None;
         }
         let ended = self.day;
@@ -121,17 +138,53 @@ impl AccountRuntime {
     }
 
     /// After a clear took effect (or may have): counters start again at zero, ours and
-    /// our copy of WeChat's (the limits WeChat told us stay).
-    pub fn reset_counters(&mut self) {
-        for c in self.usage.values_mut() {
+    /// our copy of WeChat's (the limits WeChat told us stay) — every path for an account
+    /// clear, the paths sharing `only`'s quota for a per-interface clear.
+    pub fn reset_counters(&mut self, only: Option<&str>) {
+        let paths: Option<Vec<String>> = only.map(|p| match self.cfg.limits.entry_for(p) {
+            Some(e) => e.paths.clone(),
+            None => vec![p.to_string()],
+        });
+        let hit = |p: &str| paths.as_ref().is_none_or(|ps| ps.iter().any(|x| x == p));
+        for (path, c) in self.usage.iter_mut().filter(|(p, _)| hit(p)) {
+            let _ = path;
             c.calls = 0;
             c.blocked = false;
+            c.blocked_at = None;
             c.dirty = true;
         }
-        for p in self.polled.values_mut() {
+        for (_, p) in self.polled.iter_mut().filter(|(p, _)| hit(p)) {
             p.used = 0;
             p.remain = p.daily_limit;
         }
+    }
+
+    /// Whether a clear can reset the quota of `paths` (SPEC §5).
+    fn resettable(&self, paths: &[String]) -> Resettable {
+        if paths.iter().any(|p| TOKEN_APIS.contains(&p.as_str())) {
+            Resettable::TokenApi
+        } else if paths
+            .iter()
+            .any(|p| self.usage.get(p).is_some_and(|c| c.lifetime))
+        {
+            Resettable::Lifetime
+        } else if paths.iter().any(|p| self.not_reset.contains(p)) {
+            Resettable::NotReset
+        } else {
+            Resettable::Yes
+        }
+    }
+
+    /// Whether WeChat's counter, read after the 45009 of `paths` was reported, showed
+    /// room (`remain` > 0).
+    fn room_after_block(&self, paths: &[String]) -> bool {
+        paths.iter().any(|p| {
+            let since = self.usage.get(p).and_then(|c| c.blocked_at);
+            match (since, self.polled.get(p)) {
+                (Some(since), Some(q)) => q.day == self.day && q.at >= since && q.remain > 0,
+                _ => false,
+            }
+        })
     }
 
     /// WeChat's count for a quota today: the largest polled `used` over its paths, the
@@ -195,6 +248,7 @@ impl AccountRuntime {
             let mut limit = e.limit;
             let mut source = e.limit.map(|_| e.source);
             let mut wechat = None;
+            let room_after_block = self.room_after_block(&e.paths);
             if let Some((polled_used, polled_limit, none_left)) = self.polled_for(&e.paths) {
                 // SPEC §5: the larger of the two counts; WeChat's limit is the one that counts.
                 used = used.max(polled_used);
@@ -218,6 +272,8 @@ impl AccountRuntime {
                     blocked,
                     watched,
                     reset_by_clear: !e.paths.iter().any(|p| self.not_reset.contains(p)),
+                    resettable: self.resettable(&e.paths),
+                    room_after_block,
                 });
             }
         }
@@ -249,6 +305,8 @@ impl AccountRuntime {
             let watched = self.is_watched(paths, limit.is_some(), blocked);
             out.push(QuotaStatus {
                 reset_by_clear: !self.not_reset.contains(p),
+                resettable: self.resettable(paths),
+                room_after_block: self.room_after_block(paths),
                 paths,
                 used,
                 local,
@@ -267,32 +325,73 @@ impl AccountRuntime {
         let month = month_of(now);
         let today = day_of(now);
         let mut h = ClearHistory::default();
-        for a in self
-            .attempts
-            .iter()
-            .filter(|a| month_of(a.started_at) == month)
-        {
+        for a in &self.attempts {
+            h.latest_attempt_at = h.latest_attempt_at.max(Some(a.started_at));
+            if month_of(a.started_at) != month {
+                continue;
+            }
+            let api = a.kind == ClearKind::Api;
             if a.errcode == Some(48006) {
-                h.month_exhausted = true;
+                if api {
+                    h.api_month_exhausted = true;
+                } else {
+                    h.month_exhausted = true;
+                }
+            }
+            if api && a.outcome == AttemptOutcome::Failed && is_api_refusal(a.errcode) {
+                if let Some(p) = &a.api {
+                    if !h.api_refused.contains(p) {
+                        h.api_refused.push(p.clone());
+                    }
+                }
             }
             if a.spent() {
-                h.spent_month += 1;
+                if api {
+                    h.api_spent_month += 1;
+                } else {
+                    h.spent_month += 1;
+                }
                 if day_of(a.started_at) == today {
                     h.spent_today += 1;
                 }
-                h.last_spent_at = Some(a.started_at);
+                h.last_spent_at = h.last_spent_at.max(Some(a.started_at));
             }
         }
         h
     }
 
-    /// Drops attempts from before last month (the gates never look further back).
+    /// Drops attempts from before last month (the gates never look further back), and
+    /// keeps at most [`MAX_UNSPENT_ATTEMPTS`] unspent ones: spent ones are bounded by
+    /// the monthly budgets, failed ones only matter as the latest.
     pub fn prune_attempts(&mut self, now: Timestamp) {
         let keep_from = crate::time::start_of_month(
             crate::time::start_of_month(now) - chrono::Duration::days(1),
         );
         self.attempts.retain(|a| a.started_at >= keep_from);
+        let unspent = self.attempts.iter().filter(|a| !a.spent()).count();
+        if unspent > MAX_UNSPENT_ATTEMPTS {
+            let mut drop = unspent - MAX_UNSPENT_ATTEMPTS;
+            // Refusals of per-interface clears are kept: they say which path cannot be.
+            self.attempts.retain(|a| {
+                let keep = a.spent()
+                    || drop == 0
+                    || (a.kind == ClearKind::Api && is_api_refusal(a.errcode));
+                if !keep {
+                    drop -= 1;
+                }
+                keep
+            });
+        }
     }
+}
+
+/// Unspent attempts an account keeps in memory at most (see `prune_attempts`).
+pub const MAX_UNSPENT_ATTEMPTS: usize = 64;
+
+/// Whether an errcode from clearApiQuota means "not this path": anything but success,
+/// "busy", a token to renew, 45009 and 48006 (WECHAT.md).
+pub fn is_api_refusal(errcode: Option<i64>) -> bool {
+    matches!(errcode, Some(c) if !matches!(c, 0 | -1 | 40001 | 40014 | 42001 | 45009 | 48006))
 }
 
 /// One quota as status shows it and the policy sees it.
@@ -312,6 +411,8 @@ pub struct QuotaStatus<'a> {
     pub limit_source: Option<LimitSource>,
     pub blocked: bool,
     pub watched: bool,
+    pub resettable: Resettable,
+    pub room_after_block: bool,
 }
 
 impl<'a> QuotaStatus<'a> {
@@ -328,6 +429,8 @@ impl<'a> QuotaStatus<'a> {
             limit: self.limit,
             blocked: self.blocked,
             watched: self.watched,
+            resettable: self.resettable,
+            room_after_block: self.room_after_block,
         }
     }
 }
@@ -337,14 +440,16 @@ pub fn view<'a>(
     acct: &'a AccountRuntime,
     quotas: &'a [QuotaView<'a>],
     dry_run: bool,
+    in_flight: bool,
     now: Timestamp,
 ) -> AccountView<'a> {
     AccountView {
         policy: &acct.cfg.policy,
         quotas,
         history: acct.history(now),
-        in_flight: acct.in_flight,
+        in_flight,
         in_error: acct.error.is_some(),
         dry_run,
+        backoff_until: acct.backoff_until,
     }
 }

@@ -29,27 +29,41 @@ pub struct DecisionEvent {
     pub trigger: &'static str,
     /// "clear", "hold" or "dry_run".
     pub outcome: &'static str,
+    /// For a clear: "account" (clear_quota) or "api" (clearApiQuota, one interface).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
     /// For a hold: the closed gate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<&'static str>,
     pub reason: String,
     /// Clears left this month when it was decided.
     pub clears_left: u32,
+    /// Per-interface clears left this month when it was decided.
+    pub api_clears_left: u32,
 }
 
 impl DecisionEvent {
-    /// The event for `decision`; `None` for "not due", which is no event.
+    /// The event for `decision`, with (clears, per-interface clears) left; `None` for
+    /// "not due", which is no event.
     pub fn new(
         account: &str,
         decision: &Decision,
-        clears_left: u32,
+        (clears_left, api_clears_left): (u32, u32),
         now: Timestamp,
     ) -> Option<DecisionEvent> {
-        let (trigger, outcome, gate, reason, message) = match decision {
+        let (trigger, kind, outcome, gate, reason, message) = match decision {
             Decision::NotDue => return None,
-            Decision::Clear(t) => (t, "clear", None, t.to_string(), "clear decided".into()),
+            Decision::Clear(t, plan) => (
+                t,
+                Some(plan.kind().as_str()),
+                "clear",
+                None,
+                t.to_string(),
+                "clear decided".into(),
+            ),
             Decision::Hold(t, hold) => (
                 t,
+                None,
                 if matches!(hold, policy::Hold::DryRun) {
                     "dry_run"
                 } else {
@@ -68,9 +82,11 @@ impl DecisionEvent {
             api: trigger.api().unwrap_or("-").to_string(),
             trigger: trigger.kind(),
             outcome,
+            kind,
             gate,
             reason,
             clears_left,
+            api_clears_left,
         })
     }
 }
@@ -110,8 +126,8 @@ mod tests {
         };
         DecisionEvent::new(
             "shop",
-            &Decision::Clear(t),
-            n,
+            &Decision::Clear(t, crate::policy::Plan::Account),
+            (n, 50),
             crate::time::parse("2026-11-18T12:00:00+08:00").unwrap(),
         )
         .unwrap()
@@ -134,6 +150,8 @@ mod tests {
 
     #[test]
     fn not_due_is_no_event() {
-        assert!(DecisionEvent::new("shop", &Decision::NotDue, 3, chrono::Utc::now()).is_none());
+        assert!(
+            DecisionEvent::new("shop", &Decision::NotDue, (3, 50), chrono::Utc::now()).is_none()
+        );
     }
 }

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-pub use clear::{ClearOutcome, ClearResult};
+pub use clear::{ClearOutcome, ClearResult, InFlightWait};
 pub use decisions::{DecisionEvent, DecisionLog};
 pub use proxy::ClearWait;
 pub use status::StatusDoc;
 
 use crate::config::{Account, Config};
-use crate::policy::{self, Decision};
+use crate::policy::{self, AccountView, Decision};
 use crate::store::{Store, StoreError, UsageRow};
 use crate::time::{start_of_month, Clock, Timestamp};
 use crate::wechat::WechatClient;
@@ -98,6 +98,12 @@ struct State {
     pending: Vec<UsageRow>,
     /// The day every account was last rolled to.
     rolled_to: Option<chrono::NaiveDate>,
+    /// Clears under way, by appid: in-flight state belongs to the WeChat account, not
+    /// to a config generation, so removing and re-adding an account by two reloads
+    /// while its clear is in flight cannot start a second one.
+    in_flight: HashMap<String, clear::InFlight>,
+    /// The day old usage rows were last pruned.
+    pruned_on: Option<chrono::NaiveDate>,
 }
 
 impl Engine {
@@ -115,6 +121,8 @@ impl Engine {
             by_appid: HashMap::new(),
             pending: Vec::new(),
             rolled_to: None,
+            in_flight: HashMap::new(),
+            pruned_on: None,
         };
         let mut old = HashMap::new();
         let fresh = load_accounts(&store, &config.accounts, &mut old, now)?;
@@ -158,19 +166,41 @@ impl Engine {
         &self.inner.alerts
     }
 
-    /// Clears left this month and the reserve, for the account with `appid`.
-    pub(crate) fn clears_left(&self, appid: &str) -> Option<(u32, u32)> {
+    /// Account and per-interface clears left this month for `appid` (0, 0 when the
+    /// account is gone).
+    pub(crate) fn budgets_left(&self, appid: &str) -> (u32, u32) {
         let now = self.inner.clock.now();
         let st = self.lock();
-        let acct = &st.accounts[*st.by_appid.get(appid)?];
-        let h = acct.history(now);
-        let p = &acct.cfg.policy;
-        let left = if h.month_exhausted {
-            0
-        } else {
-            p.monthly_clears.saturating_sub(h.spent_month)
+        let Some(&i) = st.by_appid.get(appid) else {
+            return (0, 0);
         };
-        Some((left, p.reserve))
+        let acct = &st.accounts[i];
+        let view = account::view(acct, &[], false, false, now);
+        (view.clears_left(), view.api_clears_left())
+    }
+
+    /// The clear in flight for `appid`, if one is: its outcome can be awaited
+    /// (e.g. by the proxy holding a 45009 answer).
+    pub fn clear_in_flight(&self, appid: &str) -> Option<InFlightWait> {
+        let st = self.lock();
+        st.in_flight
+            .get(appid)
+            .map(|tx| InFlightWait::new(tx.subscribe()))
+    }
+
+    /// Waits until no clear task (nor its follow-up check) is running. For tests and
+    /// tools driving the engine directly.
+    pub async fn idle(&self) {
+        loop {
+            let tasks: Vec<_> =
+                std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -238,9 +268,18 @@ impl Engine {
                     let c = path_count(&mut acct.usage, &item.api);
                     if !c.blocked {
                         info!(event = "blocked", account = %acct.cfg.name, api = %item.api, "reported 45009 (daily limit reached)");
+                        c.blocked_at = Some(now);
                     }
                     c.blocked = true;
                     c.dirty = true;
+                }
+                Reported::Errcode(45029) => {
+                    // A lifetime quota (e.g. QR codes): no clear resets it, ever.
+                    let c = path_count(&mut acct.usage, &item.api);
+                    if !c.lifetime {
+                        info!(account = %acct.cfg.name, api = %item.api, "reported 45029 (lifetime quota): it never triggers a clear");
+                    }
+                    c.lifetime = true;
                 }
                 Reported::Errcode(code) => {
                     // 45011 is the per-minute limit: a clear does not help. Others are noted only.
@@ -262,18 +301,33 @@ impl Engine {
     }
 
     /// Periodic work (every few seconds, and from the rollover jobs): roll days, decide
-    /// for every account (time-based gates may have opened), flush counters.
+    /// for every account (time-based gates may have opened), flush counters, and once a
+    /// day drop stored counters of past days (they only matter on their own day).
+    /// Touches SQLite: call it from a blocking thread.
     pub fn tick(&self) {
         let now = self.inner.clock.now();
-        {
+        let prune = {
             let mut st = self.lock();
             st.roll_all(now);
             for idx in 0..st.accounts.len() {
                 self.decide_and_start(&mut st, idx, now);
             }
-        }
+            let today = crate::time::day_of(now);
+            let due = st.pruned_on.is_none_or(|d| d < today);
+            if due {
+                st.pruned_on = Some(today);
+            }
+            due.then_some(today)
+        };
         if let Err(e) = self.flush() {
             warn!(error = %e, "could not flush counters; will retry");
+        }
+        if let Some(today) = prune {
+            match self.inner.store.prune_usage(today) {
+                Ok(0) => {}
+                Ok(n) => info!(rows = n, "dropped stored counters of past days"),
+                Err(e) => warn!(error = %e, "could not drop old counters; will retry tomorrow"),
+            }
         }
     }
 
@@ -314,7 +368,7 @@ impl Engine {
         let accounts = st
             .accounts
             .iter()
-            .map(|a| status::account_status(a, now))
+            .map(|a| status::account_status(a, st.in_flight.contains_key(&a.cfg.appid), now))
             .collect();
         status::doc(accounts, st.config.daemon.dry_run, now)
     }
@@ -325,16 +379,33 @@ impl Engine {
         let mut st = self.lock();
         st.roll_all(now);
         let idx = *st.by_name.get(name)?;
-        Some(status::account_status(&st.accounts[idx], now))
+        let acct = &st.accounts[idx];
+        Some(status::account_status(
+            acct,
+            st.in_flight.contains_key(&acct.cfg.appid),
+            now,
+        ))
     }
 
-    /// A clear someone asked for (API or CLI); waits for its outcome.
-    /// `None` when there is no such account.
+    /// A clear of the whole account someone asked for (API or CLI); waits for its
+    /// outcome. `None` when there is no such account.
     pub async fn clear_now(
         &self,
         name: &str,
         force: bool,
         reason: Option<String>,
+    ) -> Option<ClearResult> {
+        self.clear_now_of(name, force, reason, None).await
+    }
+
+    /// A clear someone asked for: the whole account, or only `api` by a per-interface
+    /// clear (clearApiQuota); waits for its outcome. `None` when there is no such account.
+    pub async fn clear_now_of(
+        &self,
+        name: &str,
+        force: bool,
+        reason: Option<String>,
+        api: Option<&str>,
     ) -> Option<ClearResult> {
         let now = self.inner.clock.now();
         let job = {
@@ -343,14 +414,14 @@ impl Engine {
             let idx = *st.by_name.get(name)?;
             let dry_run = st.config.daemon.dry_run;
             let acct = &st.accounts[idx];
+            let in_flight = st.in_flight.contains_key(&acct.cfg.appid);
             let statuses = acct.quotas();
             let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
-            let view = account::view(acct, &quotas, dry_run, now);
-            let left = view.clears_left();
-            let decision = policy::decide_manual(&view, force, reason, now);
-            log_decision(&self.inner.decisions, &acct.cfg.name, &decision, left, now);
+            let view = account::view(acct, &quotas, dry_run, in_flight, now);
+            let decision = policy::decide_manual(&view, force, reason, api, now);
+            log_decision(&self.inner.decisions, &acct.cfg.name, &decision, &view, now);
             match decision {
-                Decision::Clear(trigger) => clear::Job::start(&mut st, idx, trigger),
+                Decision::Clear(trigger, plan) => clear::Job::start(&mut st, idx, trigger, plan),
                 Decision::Hold(_, hold) => {
                     return Some(ClearResult {
                         outcome: ClearOutcome::Refused,
@@ -380,15 +451,15 @@ impl Engine {
         tasks.push(handle);
     }
 
-    /// Decides for account `idx` and, when it should clear, marks it in flight and
-    /// starts the clear in the background.
+    /// Decides for account `idx` and, when it should clear, marks its appid in flight
+    /// and starts the clear in the background.
     fn decide_and_start(&self, st: &mut State, idx: usize, now: Timestamp) {
         let dry_run = st.config.daemon.dry_run;
-        let acct = &mut st.accounts[idx];
+        let in_flight = st.in_flight.contains_key(&st.accounts[idx].cfg.appid);
+        let acct = &st.accounts[idx];
         let statuses = acct.quotas();
         let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
-        let view = account::view(acct, &quotas, dry_run, now);
-        let left = view.clears_left();
+        let view = account::view(acct, &quotas, dry_run, in_flight, now);
         let decision = policy::decide(&view, now);
         match decision {
             Decision::NotDue => {}
@@ -404,20 +475,22 @@ impl Engine {
                 let quiet = matches!(&acct.last_hold, Some((k, at)) if *k == key
                     && (now - *at).to_std().unwrap_or_default() < HOLD_LOG_EVERY);
                 if !quiet {
-                    log_decision(&self.inner.decisions, &acct.cfg.name, &decision, left, now);
-                    acct.last_hold = Some((key, now));
+                    log_decision(&self.inner.decisions, &acct.cfg.name, &decision, &view, now);
+                    drop(statuses);
+                    st.accounts[idx].last_hold = Some((key, now));
                 }
             }
-            Decision::Clear(trigger) => {
-                acct.last_hold = None;
+            Decision::Clear(trigger, plan) => {
                 log_decision(
                     &self.inner.decisions,
                     &acct.cfg.name,
-                    &Decision::Clear(trigger.clone()),
-                    left,
+                    &Decision::Clear(trigger.clone(), plan.clone()),
+                    &view,
                     now,
                 );
-                let job = clear::Job::start(st, idx, trigger);
+                drop(statuses);
+                st.accounts[idx].last_hold = None;
+                let job = clear::Job::start(st, idx, trigger, plan);
                 let engine = self.clone();
                 self.track(tokio::spawn(async move {
                     job.run(engine).await;
@@ -437,6 +510,13 @@ impl Engine {
         for mut a in std::mem::take(&mut st.accounts) {
             let rows = a.take_dirty();
             st.pending.extend(rows);
+            // A config change resets the back-off (SPEC §5).
+            if let Some(new) = config.accounts.iter().find(|n| n.appid == a.cfg.appid) {
+                if new.policy != a.cfg.policy || new.fingerprint() != a.cfg.fingerprint() {
+                    a.failures = 0;
+                    a.backoff_until = None;
+                }
+            }
             old.insert(a.cfg.appid.clone(), a);
         }
         let accounts = load_accounts(&self.inner.store, &config.accounts, &mut old, now)?;
@@ -578,6 +658,9 @@ fn load_accounts(
                         PathCount {
                             calls: r.calls,
                             blocked: r.blocked,
+                            // Blocked before this start: any later read explains it.
+                            blocked_at: r.blocked.then_some(now),
+                            lifetime: false,
                             dirty: false,
                         },
                     );
@@ -614,15 +697,17 @@ fn load_accounts(
 }
 
 /// The one structured event per decision (SPEC §5): logged, and kept for
-/// `GET /v1/decisions` with the same fields.
+/// `GET /v1/decisions` with the same fields, with the budgets left as the decision saw
+/// them.
 fn log_decision(
     decisions: &DecisionLog,
     account: &str,
     decision: &Decision,
-    clears_left: u32,
+    view: &AccountView<'_>,
     now: Timestamp,
 ) {
-    let Some(e) = DecisionEvent::new(account, decision, clears_left, now) else {
+    let left = (view.clears_left(), view.api_clears_left());
+    let Some(e) = DecisionEvent::new(account, decision, left, now) else {
         return;
     };
     info!(
@@ -631,9 +716,11 @@ fn log_decision(
         api = %e.api,
         trigger = e.trigger,
         outcome = e.outcome,
+        kind = e.kind,
         gate = e.gate,
         reason = %e.reason,
         clears_left = e.clears_left,
+        api_clears_left = e.api_clears_left,
         "{}",
         e.message
     );

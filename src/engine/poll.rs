@@ -152,6 +152,7 @@ impl Engine {
                 acct.polled.insert(
                     path.to_string(),
                     Polled {
+                        at: now,
                         day: day_of(now),
                         used: q.used,
                         daily_limit: q.daily_limit,
@@ -195,11 +196,17 @@ impl Engine {
         }
     }
 
-    /// After a successful clear: read the watched paths once more and say whether
-    /// WeChat's count really went back to zero. `before` holds each path's count
-    /// just before the clear. A path counts as not reset when WeChat still shows at
-    /// least half of it, and more than 1 % of its limit.
-    pub(super) async fn check_after_clear(&self, appid: String, before: HashMap<String, u64>) {
+    /// After a successful clear: read the watched paths (`only`'s for a per-interface
+    /// clear) once more and say whether WeChat's count really went back to zero.
+    /// `before` holds each path's count just before the clear. A path counts as not
+    /// reset when WeChat still shows at least half of it, and more than 1 % of its
+    /// limit; it then never triggers again that day.
+    pub(super) async fn check_after_clear(
+        &self,
+        appid: String,
+        before: HashMap<String, u64>,
+        only: Option<String>,
+    ) {
         let interval = self.config().poll.interval;
         if interval.is_zero() {
             return;
@@ -217,7 +224,10 @@ impl Engine {
                 name: acct.cfg.name.clone(),
                 secret: acct.cfg.secret.clone(),
                 token: acct.token.clone(),
-                paths: acct.poll_paths(&apis),
+                paths: match &only {
+                    Some(p) => vec![p.clone()],
+                    None => acct.poll_paths(&apis),
+                },
             }
         };
         let client = self.lock().client.clone();
@@ -239,14 +249,17 @@ impl Engine {
             if was > 0 && q.used * 2 >= was && q.used * 100 > q.daily_limit {
                 warn!(event = "not_reset", account = %job.name, api = %path, before = was, after = q.used, "WeChat did not reset this interface's count at the clear");
                 not_reset.push(path.clone());
+                // Marked before the count is applied: WeChat's count must not make the
+                // path due for another clear that cannot help.
+                let mut st = self.lock();
+                if let Some(&i) = st.by_appid.get(&appid) {
+                    let acct = &mut st.accounts[i];
+                    if !acct.not_reset.contains(path) {
+                        acct.not_reset.push(path.clone());
+                    }
+                }
             }
             let _ = self.record_poll(&job, path, Ok(q)).await;
-        }
-        {
-            let mut st = self.lock();
-            if let Some(&i) = st.by_appid.get(&appid) {
-                st.accounts[i].not_reset = not_reset.clone();
-            }
         }
         if not_reset.is_empty() {
             info!(event = "clear_checked", account = %job.name, paths = checked, "WeChat's counts went back to zero");

@@ -91,9 +91,7 @@ impl Engine {
         }])?;
         let in_flight = {
             let st = self.lock();
-            st.by_appid
-                .get(appid)
-                .is_some_and(|&i| st.accounts[i].in_flight)
+            st.in_flight.contains_key(appid)
         };
         let ended_since = rx.borrow().count > seen;
         Ok((in_flight || ended_since).then_some(ClearWait { rx, seen }))

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::AccountRuntime;
 use crate::config::LimitSource;
+use crate::store::ClearKind;
 use crate::time::{month_of, next_reset, show, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct AccountStatus {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<ErrorStatus>,
     pub clears: ClearsStatus,
+    /// Per-interface clears (clearApiQuota), their own budget.
+    pub api_clears: ApiClearsStatus,
     /// Quotas by usage ratio, highest first.
     pub apis: Vec<ApiStatus>,
 }
@@ -47,6 +50,24 @@ pub struct ClearsStatus {
     pub in_flight: bool,
     /// WeChat answered 48006 this month.
     pub month_exhausted: bool,
+    /// After failed clears: no automatic attempt before this (UTC+8).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub backoff_until: Option<String>,
+    pub last: Option<LastClear>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiClearsStatus {
+    pub month: String,
+    /// Spent this month (succeeded or of unknown outcome).
+    pub used: u32,
+    pub left: u32,
+    pub reserve: u32,
+    /// WeChat answered 48006 to a per-interface clear this month.
+    pub month_exhausted: bool,
+    /// Paths WeChat refused to clear one by one this month (cleared the whole-account
+    /// way instead).
+    pub refused: Vec<String>,
     pub last: Option<LastClear>,
 }
 
@@ -58,6 +79,9 @@ pub struct LastClear {
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub errcode: Option<i64>,
+    /// The interface of a per-interface clear.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,14 +107,11 @@ pub struct ApiStatus {
 }
 
 /// Builds one account's status as of `now`.
-pub fn account_status(acct: &AccountRuntime, now: Timestamp) -> AccountStatus {
-    let history = acct.history(now);
+pub fn account_status(acct: &AccountRuntime, in_flight: bool, now: Timestamp) -> AccountStatus {
+    let view = super::account::view(acct, &[], false, in_flight, now);
+    let history = &view.history;
     let policy = &acct.cfg.policy;
-    let left = if history.month_exhausted {
-        0
-    } else {
-        policy.monthly_clears.saturating_sub(history.spent_month)
-    };
+    let left = view.clears_left();
     let state = if acct.error.is_some() {
         "error"
     } else if left == 0 {
@@ -98,17 +119,19 @@ pub fn account_status(acct: &AccountRuntime, now: Timestamp) -> AccountStatus {
     } else {
         "ok"
     };
-    let last = acct
-        .attempts
-        .iter()
-        .rev()
-        .find(|a| month_of(a.started_at) == month_of(now))
-        .map(|a| LastClear {
-            at: show(a.started_at),
-            reason: a.reason.clone(),
-            outcome: a.outcome.as_str().to_string(),
-            errcode: a.errcode,
-        });
+    let last_of = |kind: ClearKind| {
+        acct.attempts
+            .iter()
+            .rev()
+            .find(|a| a.kind == kind && month_of(a.started_at) == month_of(now))
+            .map(|a| LastClear {
+                at: show(a.started_at),
+                reason: a.reason.clone(),
+                outcome: a.outcome.as_str().to_string(),
+                errcode: a.errcode,
+                api: a.api.clone(),
+            })
+    };
     let mut apis: Vec<ApiStatus> = acct
         .quotas()
         .into_iter()
@@ -150,9 +173,19 @@ pub fn account_status(acct: &AccountRuntime, now: Timestamp) -> AccountStatus {
             left,
             reserve: policy.reserve,
             today: history.spent_today,
-            in_flight: acct.in_flight,
+            in_flight,
             month_exhausted: history.month_exhausted,
-            last,
+            backoff_until: acct.backoff_until.filter(|u| *u > now).map(show),
+            last: last_of(ClearKind::Account),
+        },
+        api_clears: ApiClearsStatus {
+            month: month_of(now),
+            used: history.api_spent_month,
+            left: view.api_clears_left(),
+            reserve: policy.api_reserve,
+            month_exhausted: history.api_month_exhausted,
+            refused: history.api_refused.clone(),
+            last: last_of(ClearKind::Api),
         },
         apis,
     }

@@ -16,6 +16,8 @@ pub enum Endpoint {
     ClearQuotaV2,
     /// `/cgi-bin/openapi/quota/get`
     GetApiQuota,
+    /// `/cgi-bin/openapi/quota/clear` (clearApiQuota)
+    ClearApiQuota,
     /// Any `/cgi-bin/...` request, including other APIs.
     Any,
     /// Any other API: not the token, clear or quota ones above (what the proxy forwards).
@@ -31,12 +33,13 @@ impl Endpoint {
             "/cgi-bin/clear_quota" => Some(Endpoint::ClearQuota),
             "/cgi-bin/clear_quota/v2" => Some(Endpoint::ClearQuotaV2),
             "/cgi-bin/openapi/quota/get" => Some(Endpoint::GetApiQuota),
+            "/cgi-bin/openapi/quota/clear" => Some(Endpoint::ClearApiQuota),
             _ => None,
         }
     }
 
     /// The control API's name: `stable_token`, `token`, `clear_quota`,
-    /// `clear_quota_v2`, `quota_get` or `any`.
+    /// `clear_quota_v2`, `quota_get`, `quota_clear` or `any`.
     pub fn parse(name: &str) -> Option<Endpoint> {
         match name {
             "stable_token" => Some(Endpoint::StableToken),
@@ -44,6 +47,7 @@ impl Endpoint {
             "clear_quota" => Some(Endpoint::ClearQuota),
             "clear_quota_v2" => Some(Endpoint::ClearQuotaV2),
             "quota_get" => Some(Endpoint::GetApiQuota),
+            "quota_clear" => Some(Endpoint::ClearApiQuota),
             "any" => Some(Endpoint::Any),
             "api" => Some(Endpoint::Api),
             _ => None,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use calls::Execution;
 pub use faults::{Endpoint, Fault, FaultKind};
-pub use state::{RecordedRequest, MONTHLY_CLEARS};
+pub use state::{RecordedRequest, MONTHLY_API_CLEARS, MONTHLY_CLEARS};
 
 use crate::config::LimitTable;
 use crate::time::Clock;
@@ -106,6 +106,18 @@ impl Simulator {
         let now = self.clock.now();
         let result = self.lock().set_clears_charged(appid, charged, now);
         result.unwrap_or_else(|e| panic!("sim set_clears_charged: {e}"));
+    }
+
+    /// Per-interface clears (clearApiQuota) that took effect this month (UTC+8).
+    pub fn api_clears_charged(&self, appid: &str) -> u32 {
+        self.lock().api_clears_charged(appid, self.clock.now())
+    }
+
+    /// Makes clearApiQuota refuse `path` with `errcode` (WECHAT.md: one version of the
+    /// doc limits it to `/channels/ec/` paths).
+    pub fn set_api_clear_refused(&self, appid: &str, path: &str, errcode: i64) {
+        let result = self.lock().set_api_clear_refused(appid, path, errcode);
+        result.unwrap_or_else(|e| panic!("sim set_api_clear_refused: {e}"));
     }
 
     /// Sets the account's monthly clear budget (default [`MONTHLY_CLEARS`], 10).

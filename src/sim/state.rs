@@ -8,20 +8,33 @@
 //!   token, clear and quota endpoints are counted only when the account's table has a
 //!   row for them (`/cgi-bin/token` has one in both presets);
 //! - a clear resets every count but those marked not-reset and the clear endpoints' own;
+//! - clearApiQuota resets one quota (50 a month, its own budget, 48006 past it) and
+//!   answers a path the test marked refused with the errcode given (WECHAT.md: which
+//!   paths it accepts is uncertain);
 //! - a forced stable token refresh revokes the previous stable token at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::faults::Fault;
+#[cfg(test)]
+use tokens::seconds;
+use tokens::Token;
+use wire::form_param;
+pub use wire::{parse_pairs, Answer, Request};
+
+mod tokens;
+mod wire;
 use crate::config::LimitTable;
 use crate::time::{day_of, month_of, Timestamp};
 
 /// WeChat's monthly clear budget per account.
 pub const MONTHLY_CLEARS: u32 = 10;
+/// WeChat's monthly budget of per-interface clears (clearApiQuota) per account.
+pub const MONTHLY_API_CLEARS: u32 = 50;
 /// Lifetime of a new access token, seconds.
 const TOKEN_LIFETIME_SECS: i64 = 7200;
 /// A stable token is renewed within its last 5 minutes; an old classic token keeps
@@ -49,57 +62,6 @@ pub struct RecordedRequest {
     pub at: Timestamp,
 }
 
-/// A request as the rules see it.
-pub struct Request<'a> {
-    pub post: bool,
-    /// The path, no query.
-    pub path: &'a str,
-    /// The decoded query parameters.
-    pub query: &'a [(String, String)],
-    pub body: &'a [u8],
-}
-
-impl Request<'_> {
-    fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Option<Value> {
-        serde_json::from_slice::<Value>(self.body)
-            .ok()
-            .filter(Value::is_object)
-    }
-}
-
-/// The answer: always HTTP 200 with a JSON body, like WeChat.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub body: Value,
-}
-
-impl Answer {
-    fn ok() -> Answer {
-        Answer::err(0, "ok")
-    }
-
-    fn err(errcode: i64, errmsg: &str) -> Answer {
-        Answer {
-            body: json!({ "errcode": errcode, "errmsg": errmsg }),
-        }
-    }
-
-    /// The errcode answered (0 when the body has none, as token answers).
-    pub fn errcode(&self) -> i64 {
-        self.body
-            .get("errcode")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-    }
-}
-
 /// A count tagged with the WeChat day it belongs to; it reads as 0 on any other day.
 #[derive(Debug, Clone, Copy)]
 struct DayCount {
@@ -118,19 +80,15 @@ struct Account {
     /// (month "YYYY-MM" in UTC+8, clears that took effect in it).
     clears: (String, u32),
     clear_limit: u32,
+    /// (month, per-interface clears that took effect in it).
+    api_clears: (String, u32),
+    /// Quota keys clearApiQuota refuses, with the errcode it answers.
+    api_refused: BTreeMap<String, i64>,
     stable: Option<String>,
     classic: Option<String>,
     /// Forced stable refreshes today and the last one.
     forced: (NaiveDate, u32),
     last_forced: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    appid: String,
-    expires_at: Timestamp,
-    /// From this instant the token answers 40001 (replaced, not expired).
-    revoked_at: Option<Timestamp>,
 }
 
 /// Everything the simulator knows. Methods take `now`; none reads a clock.
@@ -209,16 +167,14 @@ impl Account {
             0
         }
     }
-}
 
-fn new_token_value() -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(TOKEN_CHARS)
-        .collect()
-}
-
-fn seconds(n: i64) -> Duration {
-    Duration::seconds(n)
+    fn api_clears_charged(&self, now: Timestamp) -> u32 {
+        if self.api_clears.0 == month_of(now) {
+            self.api_clears.1
+        } else {
+            0
+        }
+    }
 }
 
 impl SimState {
@@ -243,6 +199,8 @@ impl SimState {
                         not_reset: BTreeSet::new(),
                         clears: (String::new(), 0),
                         clear_limit: MONTHLY_CLEARS,
+                        api_clears: (String::new(), 0),
+                        api_refused: BTreeMap::new(),
                         stable: None,
                         classic: None,
                         forced: (epoch, 0),
@@ -324,6 +282,26 @@ impl SimState {
         Ok(())
     }
 
+    /// Per-interface clears (clearApiQuota) that took effect this month (UTC+8).
+    pub fn api_clears_charged(&self, appid: &str, now: Timestamp) -> u32 {
+        self.accounts
+            .get(appid)
+            .map_or(0, |a| a.api_clears_charged(now))
+    }
+
+    /// Makes clearApiQuota refuse `path`'s quota with `errcode`.
+    pub fn set_api_clear_refused(
+        &mut self,
+        appid: &str,
+        path: &str,
+        errcode: i64,
+    ) -> Result<(), String> {
+        let a = self.account(appid)?;
+        let key = quota_key(&a.limits, path);
+        a.api_refused.insert(key, errcode);
+        Ok(())
+    }
+
     /// Sets the monthly clear budget (default [`MONTHLY_CLEARS`]).
     pub fn set_clear_limit(&mut self, appid: &str, limit: u32) -> Result<(), String> {
         self.account(appid)?.clear_limit = limit;
@@ -364,6 +342,7 @@ impl SimState {
             "/cgi-bin/clear_quota" => self.clear_quota(req, now),
             "/cgi-bin/clear_quota/v2" => self.clear_quota_v2(req, now),
             "/cgi-bin/openapi/quota/get" => self.quota_get(req, now),
+            "/cgi-bin/openapi/quota/clear" => self.quota_clear(req, now),
             _ => self.other_api(req, now),
         };
         result.unwrap_or_else(|a| a)
@@ -380,157 +359,6 @@ impl SimState {
     fn body_json(req: &Request) -> Result<Value, Answer> {
         req.json()
             .ok_or_else(|| Answer::err(47001, "data format error"))
-    }
-
-    /// The account of a valid `access_token` query parameter.
-    fn token_account(&self, req: &Request, now: Timestamp) -> Result<String, Answer> {
-        let value = req
-            .param("access_token")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Answer::err(41001, "access_token missing"))?;
-        let token = self.tokens.get(value).ok_or_else(|| {
-            Answer::err(
-                40001,
-                "invalid credential, access_token is invalid or not latest",
-            )
-        })?;
-        if token.revoked_at.is_some_and(|r| r <= now) {
-            return Err(Answer::err(
-                40001,
-                "invalid credential, access_token is invalid or not latest",
-            ));
-        }
-        if token.expires_at <= now {
-            return Err(Answer::err(42001, "access_token expired"));
-        }
-        Ok(token.appid.clone())
-    }
-
-    /// The account named by `appid` with `secret` checked: 41002, 41004, 40013, 40125.
-    fn credentials(
-        &mut self,
-        appid: Option<&str>,
-        secret: Option<&str>,
-    ) -> Result<&mut Account, Answer> {
-        let appid = appid
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| Answer::err(41002, "appid missing"))?;
-        let secret = secret
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Answer::err(41004, "appsecret missing"))?;
-        let account = self
-            .accounts
-            .get_mut(appid)
-            .ok_or_else(|| Answer::err(40013, "invalid appid"))?;
-        if account.secret != secret {
-            return Err(Answer::err(40125, "invalid appsecret"));
-        }
-        Ok(account)
-    }
-
-    fn issue(&mut self, appid: &str, now: Timestamp) -> String {
-        let value = new_token_value();
-        self.tokens.insert(
-            value.clone(),
-            Token {
-                appid: appid.to_string(),
-                expires_at: now + seconds(TOKEN_LIFETIME_SECS),
-                revoked_at: None,
-            },
-        );
-        // Forget tokens long dead so the map does not grow without end.
-        self.tokens
-            .retain(|_, t| t.expires_at + seconds(TOKEN_LIFETIME_SECS) > now);
-        value
-    }
-
-    fn token_answer(&self, value: &str, now: Timestamp) -> Answer {
-        let expires_in = (self.tokens[value].expires_at - now).num_seconds().max(0);
-        Answer {
-            body: json!({ "access_token": value, "expires_in": expires_in }),
-        }
-    }
-
-    /// `GET /cgi-bin/token`: counts against its own daily limit, issues a new token
-    /// and revokes the previous one 5 minutes later.
-    fn classic_token(&mut self, req: &Request, now: Timestamp) -> Result<Answer, Answer> {
-        if req.post {
-            return Err(Answer::err(43001, "require GET method"));
-        }
-        if req.param("grant_type") != Some("client_credential") {
-            return Err(Answer::err(40002, "invalid grant_type"));
-        }
-        let path = req.path;
-        let account = self.credentials(req.param("appid"), req.param("secret"))?;
-        account.check_quota(path, now)?;
-        account.count(path, now);
-        let previous = account.classic.take();
-        let appid = req.param("appid").unwrap_or_default().to_string();
-        let value = self.issue(&appid, now);
-        if let Some(old) = previous.and_then(|p| self.tokens.get_mut(&p)) {
-            let cut = now + seconds(OVERLAP_SECS);
-            old.revoked_at = Some(old.revoked_at.map_or(cut, |r| r.min(cut)));
-        }
-        self.accounts.get_mut(&appid).expect("checked").classic = Some(value.clone());
-        Ok(self.token_answer(&value, now))
-    }
-
-    /// `POST /cgi-bin/stable_token`: the same token while it has more than 5 minutes
-    /// left, else a new one; `force_refresh` at most 20 a day, 30 s apart.
-    fn stable_token(&mut self, req: &Request, now: Timestamp) -> Result<Answer, Answer> {
-        Self::require_post(req)?;
-        let body = Self::body_json(req)?;
-        let field = |k: &str| body.get(k).and_then(Value::as_str);
-        if field("grant_type") != Some("client_credential") {
-            return Err(Answer::err(40002, "invalid grant_type"));
-        }
-        let force = body
-            .get("force_refresh")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let path = req.path;
-        let appid = field("appid").unwrap_or_default().to_string();
-        let account = self.credentials(field("appid"), field("secret"))?;
-        account.check_own_quota(path, now)?;
-        let current = account.stable.clone();
-        let live = current.filter(|v| {
-            self.tokens.get(v).is_some_and(|t| {
-                t.revoked_at.is_none() && t.expires_at - now > seconds(OVERLAP_SECS)
-            })
-        });
-        let account = self.accounts.get_mut(&appid).expect("checked");
-        if force {
-            let today = day_of(now);
-            let forced_today = if account.forced.0 == today {
-                account.forced.1
-            } else {
-                0
-            };
-            if forced_today >= FORCE_REFRESH_PER_DAY {
-                return Err(Answer::err(45009, "reach max api daily quota limit"));
-            }
-            if account
-                .last_forced
-                .is_some_and(|t| now - t < seconds(FORCE_REFRESH_GAP_SECS))
-            {
-                return Err(Answer::err(45011, "api minute-quota reach limit"));
-            }
-            account.forced = (today, forced_today + 1);
-            account.last_forced = Some(now);
-        } else if let Some(value) = live {
-            account.count_own(path, now);
-            return Ok(self.token_answer(&value, now));
-        }
-        account.count_own(path, now);
-        let previous = account.stable.take();
-        let value = self.issue(&appid, now);
-        if force {
-            if let Some(old) = previous.and_then(|p| self.tokens.get_mut(&p)) {
-                old.revoked_at = Some(now);
-            }
-        }
-        self.accounts.get_mut(&appid).expect("checked").stable = Some(value.clone());
-        Ok(self.token_answer(&value, now))
     }
 
     /// Charges one clear and resets the account's counts, or answers 48006.
@@ -629,6 +457,41 @@ impl SimState {
         })
     }
 
+    /// `POST /cgi-bin/openapi/quota/clear?access_token=` with `{"cgi_path"}`
+    /// (clearApiQuota): resets that one quota, one of 50 a month.
+    fn quota_clear(&mut self, req: &Request, now: Timestamp) -> Result<Answer, Answer> {
+        Self::require_post(req)?;
+        let owner = self.token_account(req, now)?;
+        let body = Self::body_json(req)?;
+        let cgi_path = body
+            .get("cgi_path")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| Answer::err(40097, "invalid args"))?;
+        let account = self
+            .accounts
+            .get_mut(&owner)
+            .expect("tokens belong to accounts");
+        account.check_own_quota(req.path, now)?;
+        let key = quota_key(&account.limits, cgi_path);
+        if let Some(&code) = account.api_refused.get(&key) {
+            return Err(Answer::err(code, "cgi_path not allowed to clear"));
+        }
+        let charged = account.api_clears_charged(now);
+        if charged >= MONTHLY_API_CLEARS {
+            return Err(Answer::err(
+                48006,
+                "forbid to clear quota because of reaching the limit",
+            ));
+        }
+        account.api_clears = (month_of(now), charged + 1);
+        if !account.not_reset.contains(&key) {
+            account.usage.remove(&key);
+        }
+        account.count_own(req.path, now);
+        Ok(Answer::ok())
+    }
+
     /// Any other `/cgi-bin/...` API: a valid token, then the daily quota.
     fn other_api(&mut self, req: &Request, now: Timestamp) -> Result<Answer, Answer> {
         let owner = self.token_account(req, now)?;
@@ -640,52 +503,6 @@ impl SimState {
         account.count(req.path, now);
         Ok(Answer::ok())
     }
-}
-
-/// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space).
-pub fn parse_pairs(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn form_param(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    if text.trim_start().starts_with('{') {
-        return None;
-    }
-    parse_pairs(text.trim())
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
-fn decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -790,6 +607,53 @@ mod tests {
         assert_eq!(s.clears_charged(APP, next), 0);
         assert_eq!(clear(&mut s, &token, next), 0);
         assert_eq!(s.clears_charged(APP, next), 1);
+    }
+
+    #[test]
+    fn clear_api_quota_resets_one_quota_fifty_a_month_and_refuses_marked_paths() {
+        let mut s = state();
+        let now = at("2026-11-22T10:00:00+08:00");
+        let token = token_of(&stable(&mut s, false, now));
+        s.set_usage(APP, "/cgi-bin/user/get", 400, now).unwrap();
+        s.set_usage(APP, "/cgi-bin/menu/get", 300, now).unwrap();
+        let clear_one = |s: &mut SimState, path: &str| {
+            call(
+                s,
+                true,
+                "/cgi-bin/openapi/quota/clear",
+                &format!("access_token={token}"),
+                &json!({ "cgi_path": path }).to_string(),
+                now,
+            )
+            .errcode()
+        };
+        assert_eq!(clear_one(&mut s, "/cgi-bin/user/get"), 0);
+        assert_eq!(s.usage(APP, "/cgi-bin/user/get", now), 0);
+        assert_eq!(
+            s.usage(APP, "/cgi-bin/menu/get", now),
+            300,
+            "only that quota"
+        );
+        assert_eq!(s.api_clears_charged(APP, now), 1);
+        assert_eq!(s.clears_charged(APP, now), 0, "its own budget");
+        s.set_api_clear_refused(APP, "/cgi-bin/menu/get", 40200)
+            .unwrap();
+        assert_eq!(clear_one(&mut s, "/cgi-bin/menu/get"), 40200);
+        assert_eq!(s.usage(APP, "/cgi-bin/menu/get", now), 300);
+        for _ in 1..MONTHLY_API_CLEARS {
+            assert_eq!(clear_one(&mut s, "/cgi-bin/user/get"), 0);
+        }
+        assert_eq!(clear_one(&mut s, "/cgi-bin/user/get"), 48006);
+        assert_eq!(s.api_clears_charged(APP, now), MONTHLY_API_CLEARS);
+        let bad = call(
+            &mut s,
+            true,
+            "/cgi-bin/openapi/quota/clear",
+            "access_token=nope",
+            r#"{"cgi_path": "/cgi-bin/user/get"}"#,
+            now,
+        );
+        assert_eq!(bad.errcode(), 40001);
     }
 
     #[test]

@@ -6,7 +6,33 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::{parse_ts, ts, Store, StoreError};
 use crate::time::{day_of, month_of, Timestamp};
 
-/// An attempt about to be sent.
+/// Which budget an attempt spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClearKind {
+    /// clear_quota (or its v2): the whole account, 10 a month.
+    Account,
+    /// clearApiQuota: one interface, 50 a month.
+    Api,
+}
+
+impl ClearKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClearKind::Account => "account",
+            ClearKind::Api => "api",
+        }
+    }
+
+    fn parse(s: &str) -> ClearKind {
+        if s == "api" {
+            ClearKind::Api
+        } else {
+            ClearKind::Account
+        }
+    }
+}
+
+/// An attempt about to be sent, with the gates its row must pass where it is written.
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
     pub appid: String,
@@ -17,9 +43,16 @@ pub struct NewAttempt {
     pub reason: String,
     /// "token" or "appsecret".
     pub method: String,
-    /// Spent attempts this month may not exceed this after the insert
-    /// (monthly_clears, less the reserve for automatic clears).
+    pub kind: ClearKind,
+    /// The interface a per-interface clear resets.
+    pub api: Option<String>,
+    /// Spent attempts of this kind this month may not exceed this after the insert
+    /// (its monthly budget, less the reserve for automatic clears).
     pub budget: u32,
+    /// Spent attempts of both kinds today may not exceed this after the insert.
+    pub day_cap: u32,
+    /// Least time since the last spent attempt of either kind (zero when forced).
+    pub min_interval: std::time::Duration,
 }
 
 /// How an attempt ended.
@@ -84,6 +117,9 @@ pub struct Attempt {
     pub outcome: AttemptOutcome,
     pub errcode: Option<i64>,
     pub detail: Option<String>,
+    pub kind: ClearKind,
+    /// The interface of a per-interface clear.
+    pub api: Option<String>,
 }
 
 impl Attempt {
@@ -92,7 +128,7 @@ impl Attempt {
     }
 }
 
-const ATTEMPT_COLUMNS: &str = "id, appid, account, started_at, finished_at, trigger, reason, method, outcome, errcode, detail";
+const ATTEMPT_COLUMNS: &str = "id, appid, account, started_at, finished_at, trigger, reason, method, outcome, errcode, detail, kind, api";
 
 fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
@@ -107,50 +143,100 @@ fn attempt_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
         outcome: AttemptOutcome::parse(&r.get::<_, String>(8)?),
         errcode: r.get(9)?,
         detail: r.get(10)?,
+        kind: ClearKind::parse(&r.get::<_, String>(11)?),
+        api: r.get(12)?,
     })
 }
 
 impl Store {
     /// Records an attempt as in flight (spent) and returns its id — durably, before the
-    /// request leaves. Fails with [`StoreError::BudgetExhausted`] instead when the
-    /// month's spent attempts for the appid already reach `budget`; the count and the
-    /// insert are one `BEGIN IMMEDIATE` transaction, so two callers cannot both pass.
+    /// request leaves — if the row passes every gate here, where it is written: the
+    /// month's spent attempts of its kind below `budget`, today's of both kinds below
+    /// `day_cap`, `min_interval` since the last spent one, and no attempt of the appid
+    /// started later than this one (a clock stepped back never books into the past).
+    /// Fails with [`StoreError::BudgetExhausted`] or [`StoreError::GateClosed`] and
+    /// writes nothing otherwise. The checks and the insert are one `BEGIN IMMEDIATE`
+    /// transaction, so two callers cannot both pass.
     pub fn begin_attempt(&self, a: &NewAttempt) -> Result<i64, StoreError> {
         let month = month_of(a.at);
-        let spent = self.with(|c| {
+        let day = day_of(a.at).to_string();
+        self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let latest: Option<String> = tx.query_row(
+                "SELECT max(started_at) FROM clears WHERE appid = ?1",
+                [&a.appid],
+                |r| r.get(0),
+            )?;
+            if let Some(latest) = latest.as_deref().map(parse_ts) {
+                if latest > a.at {
+                    return Ok(Err(StoreError::GateClosed(format!(
+                        "clock_behind: an attempt started at {}, later than now ({}); no attempt is recorded before the clock catches up",
+                        crate::time::show(latest),
+                        crate::time::show(a.at)
+                    ))));
+                }
+            }
             let spent: u32 = tx.query_row(
-                "SELECT count(*) FROM clears WHERE appid = ?1 AND month = ?2 AND spent = 1",
-                params![a.appid, month],
+                "SELECT count(*) FROM clears WHERE appid = ?1 AND month = ?2 AND kind = ?3 AND spent = 1",
+                params![a.appid, month, a.kind.as_str()],
                 |r| r.get(0),
             )?;
             if spent >= a.budget {
-                return Ok(Err(spent));
+                return Ok(Err(StoreError::BudgetExhausted {
+                    spent,
+                    budget: a.budget,
+                }));
+            }
+            let today: u32 = tx.query_row(
+                "SELECT count(*) FROM clears WHERE appid = ?1 AND day = ?2 AND spent = 1",
+                params![a.appid, day],
+                |r| r.get(0),
+            )?;
+            if today >= a.day_cap {
+                return Ok(Err(StoreError::GateClosed(format!(
+                    "daily_cap: {today} clears today already (max_clears_per_day {})",
+                    a.day_cap
+                ))));
+            }
+            if !a.min_interval.is_zero() {
+                let last: Option<String> = tx.query_row(
+                    "SELECT max(started_at) FROM clears WHERE appid = ?1 AND spent = 1",
+                    [&a.appid],
+                    |r| r.get(0),
+                )?;
+                if let Some(last) = last.as_deref().map(parse_ts) {
+                    let since = (a.at - last).to_std().unwrap_or_default();
+                    if since < a.min_interval {
+                        return Ok(Err(StoreError::GateClosed(format!(
+                            "min_interval: the last clear started {}s ago, {}s needed",
+                            since.as_secs(),
+                            a.min_interval.as_secs()
+                        ))));
+                    }
+                }
             }
             tx.execute(
                 "INSERT INTO clears (appid, account, month, day, started_at, trigger, reason,
-                                     method, budget, outcome, spent)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'in_flight', 1)",
+                                     method, budget, outcome, spent, kind, api)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'in_flight', 1, ?10, ?11)",
                 params![
                     a.appid,
                     a.account,
                     month,
-                    day_of(a.at).to_string(),
+                    day,
                     ts(a.at),
                     a.trigger,
                     a.reason,
                     a.method,
-                    a.budget
+                    a.budget,
+                    a.kind.as_str(),
+                    a.api
                 ],
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
             Ok(Ok(id))
-        })?;
-        spent.map_err(|spent| StoreError::BudgetExhausted {
-            spent,
-            budget: a.budget,
-        })
+        })?
     }
 
     /// Records how attempt `id` ended.
@@ -282,7 +368,11 @@ mod tests {
             trigger: "45009".into(),
             reason: "45009 /cgi-bin/user/get".into(),
             method: "token".into(),
+            kind: ClearKind::Account,
+            api: None,
             budget,
+            day_cap: 100,
+            min_interval: std::time::Duration::ZERO,
         }
     }
 
@@ -325,6 +415,61 @@ mod tests {
                 .unwrap(),
             3
         );
+    }
+
+    #[test]
+    fn every_row_passes_the_day_interval_clock_and_kind_gates_where_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(dir.path(), chrono::Utc::now()).unwrap();
+        let gated = |at: &str| NewAttempt {
+            day_cap: 2,
+            min_interval: std::time::Duration::from_secs(600),
+            ..attempt(at, 10)
+        };
+        s.begin_attempt(&gated("2026-11-22T10:00:00+08:00"))
+            .unwrap();
+        let closed = |r: Result<i64, StoreError>, gate: &str| match r {
+            Err(StoreError::GateClosed(m)) => assert!(m.starts_with(gate), "{m}"),
+            other => panic!("expected {gate}, got {other:?}"),
+        };
+        closed(
+            s.begin_attempt(&gated("2026-11-22T10:05:00+08:00")),
+            "min_interval",
+        );
+        s.begin_attempt(&gated("2026-11-22T10:10:00+08:00"))
+            .unwrap();
+        closed(
+            s.begin_attempt(&gated("2026-11-22T10:30:00+08:00")),
+            "daily_cap",
+        );
+        // A clock stepped back never books an attempt into the past (here: last month).
+        closed(
+            s.begin_attempt(&gated("2026-10-31T23:00:00+08:00")),
+            "clock_behind",
+        );
+        // Per-interface clears have their own monthly budget.
+        let api = |at: &str, budget| NewAttempt {
+            kind: ClearKind::Api,
+            api: Some("/cgi-bin/user/get".into()),
+            ..attempt(at, budget)
+        };
+        s.begin_attempt(&api("2026-11-23T10:00:00+08:00", 1))
+            .unwrap();
+        assert!(matches!(
+            s.begin_attempt(&api("2026-11-23T11:00:00+08:00", 1)),
+            Err(StoreError::BudgetExhausted {
+                spent: 1,
+                budget: 1
+            })
+        ));
+        s.begin_attempt(&attempt("2026-11-23T11:00:00+08:00", 3))
+            .unwrap();
+        let all = s
+            .attempts_since(parse("2026-11-01T00:00:00+08:00").unwrap())
+            .unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[2].kind, ClearKind::Api);
+        assert_eq!(all[2].api.as_deref(), Some("/cgi-bin/user/get"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! whatever name the config gives it.
 
 mod ledger;
+mod lock;
 mod platform;
 mod usage;
 
@@ -13,7 +14,8 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
-pub use ledger::{Attempt, AttemptOutcome, NewAttempt, Settlement};
+pub use ledger::{Attempt, AttemptOutcome, ClearKind, NewAttempt, Settlement};
+pub use lock::{lock_path, StateLock, LOCK_FILE};
 pub use platform::{ListedAuthorizer, StoredAuthorizer, StoredTicket};
 pub use usage::UsageRow;
 
@@ -23,7 +25,7 @@ use crate::time::Timestamp;
 pub const FILE_NAME: &str = "wxquotad.db";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +44,15 @@ pub enum StoreError {
     /// The attempt would take this month's spent clears past the budget it was given.
     #[error("monthly clear budget of {budget} is spent ({spent} counted this month)")]
     BudgetExhausted { spent: u32, budget: u32 },
+    /// Another gate, checked where the row is written (daily cap, min_interval, a clock
+    /// behind the last attempt): no row was written.
+    #[error("{0}")]
+    GateClosed(String),
+    /// Another process holds `state_dir`.
+    #[error(
+        "state directory {dir} is in use by another wxquotad ({holder}); one daemon per state_dir"
+    )]
+    Locked { dir: PathBuf, holder: String },
 }
 
 /// The open state file. One connection behind a std mutex: every statement is short,
@@ -49,6 +60,8 @@ pub enum StoreError {
 pub struct Store {
     file: PathBuf,
     conn: Mutex<Connection>,
+    /// Held as long as the store is open: one owner per state_dir.
+    _lock: StateLock,
 }
 
 /// What start-up found.
@@ -59,13 +72,16 @@ pub struct Recovery {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `state_dir`, migrates it, and settles
-    /// attempts a previous run left in flight as unknown: they count as spent.
+    /// Takes the state_dir lock (failing at once, naming the holder, when another
+    /// process has it), then opens (creating if needed) the database in `state_dir`,
+    /// migrates it, and settles attempts a previous run left in flight as unknown:
+    /// they count as spent.
     pub fn open(state_dir: &Path, now: Timestamp) -> Result<(Store, Recovery), StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
             dir: state_dir.to_path_buf(),
             source,
         })?;
+        let lock = StateLock::take(state_dir)?;
         let file = state_dir.join(FILE_NAME);
         let conn = Connection::open(&file).map_err(|source| StoreError::Sqlite {
             file: file.clone(),
@@ -74,6 +90,7 @@ impl Store {
         let store = Store {
             file,
             conn: Mutex::new(conn),
+            _lock: lock,
         };
         store.with(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -101,6 +118,9 @@ impl Store {
         }
         if version < 1 {
             self.with(|c| c.execute_batch(SCHEMA_V1))?;
+        }
+        if version < 2 {
+            self.with(|c| c.execute_batch(SCHEMA_V2))?;
         }
         self.platform_schema()?;
         Ok(())
@@ -177,6 +197,25 @@ PRAGMA user_version = 1;
 COMMIT;
 ";
 
+/// Version 2: per-interface clears (clearApiQuota) have their own rows and budget.
+/// `kind` is 'account' (clear_quota, 10 a month) or 'api' (clearApiQuota, 50 a month,
+/// `api` naming the path); the budget trigger counts each kind on its own.
+const SCHEMA_V2: &str = "
+BEGIN;
+ALTER TABLE clears ADD COLUMN kind TEXT NOT NULL DEFAULT 'account' CHECK (kind IN ('account', 'api'));
+ALTER TABLE clears ADD COLUMN api TEXT;
+DROP TRIGGER clears_within_budget;
+CREATE TRIGGER clears_within_budget BEFORE INSERT ON clears
+WHEN NEW.spent = 1 AND (SELECT count(*) FROM clears
+                        WHERE appid = NEW.appid AND month = NEW.month AND kind = NEW.kind
+                          AND spent = 1) >= NEW.budget
+BEGIN
+    SELECT RAISE(ABORT, 'monthly clear budget exceeded');
+END;
+PRAGMA user_version = 2;
+COMMIT;
+";
+
 /// Timestamps are stored as RFC 3339 UTC with milliseconds, which sort as text.
 fn ts(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -196,6 +235,11 @@ mod tests {
         let now = chrono::Utc::now();
         let (s, _) = Store::open(dir.path(), now).unwrap();
         assert_eq!(s.integrity_check().unwrap(), "ok");
+        let second = Store::open(dir.path(), now);
+        assert!(
+            matches!(second, Err(StoreError::Locked { .. })),
+            "one owner per state_dir"
+        );
         drop(s);
         let (s, r) = Store::open(dir.path(), now).unwrap();
         assert_eq!(r.in_flight_settled, 0);

@@ -126,15 +126,32 @@ impl WechatClient {
         require_errcode(&v)
     }
 
-    /// `POST /cgi-bin/clear_quota/v2?appid=…&appsecret=…` with an empty body: the
-    /// AppSecret variant, which needs no token. Shares the monthly budget.
+    /// `POST /cgi-bin/clear_quota/v2?appid=…&appsecret=…` with the same two fields as
+    /// a JSON body: the AppSecret variant, which needs no token. Older docs (and mature
+    /// SDKs) read the query, newer ones the body, so both are sent (WECHAT.md). Shares
+    /// the monthly budget. Neither the URL nor the body is ever logged.
     pub async fn clear_quota_v2(&self, appid: &str, secret: &Secret) -> Result<(), WechatError> {
         let v = self
             .post(
                 "/cgi-bin/clear_quota/v2",
                 &[("appid", appid), ("appsecret", secret.expose())],
-                None,
+                Some(&json!({ "appid": appid, "appsecret": secret.expose() })),
                 &[secret.expose()],
+            )
+            .await?;
+        require_errcode(&v)
+    }
+
+    /// `POST /cgi-bin/openapi/quota/clear?access_token=…` with `{"cgi_path"}`
+    /// (clearApiQuota): resets one interface's daily count and spends one of the
+    /// account's 50 per-interface clears a month.
+    pub async fn clear_api_quota(&self, token: &Secret, cgi_path: &str) -> Result<(), WechatError> {
+        let v = self
+            .post(
+                "/cgi-bin/openapi/quota/clear",
+                &[("access_token", token.expose())],
+                Some(&json!({ "cgi_path": cgi_path })),
+                &[token.expose()],
             )
             .await?;
         require_errcode(&v)
@@ -390,6 +407,53 @@ mod tests {
                     "/cgi-bin/clear_quota/v2"
                 ]
             );
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn clear_quota_v2_sends_appid_and_appsecret_in_the_query_and_the_body() {
+        within(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                // Read until the JSON body (it ends with '}').
+                while !got.ends_with(b"}") {
+                    let n = sock.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let body = r#"{"errcode":0,"errmsg":"ok"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                let _ = tx.send(String::from_utf8_lossy(&got).into_owned());
+            });
+            let client = WechatClient::new(&format!("http://{addr}"), Duration::from_secs(5));
+            client
+                .clear_quota_v2(APPID, &Secret::new(SECRET))
+                .await
+                .unwrap();
+            let request = rx.await.unwrap();
+            let (head, body) = request.split_once("\r\n\r\n").unwrap();
+            let line = head.lines().next().unwrap();
+            assert!(
+                line.starts_with(&format!(
+                    "POST /cgi-bin/clear_quota/v2?appid={APPID}&appsecret={SECRET} "
+                )),
+                "{line}"
+            );
+            let json: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(json, json!({"appid": APPID, "appsecret": SECRET}));
         })
         .await
         .unwrap();

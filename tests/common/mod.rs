@@ -3,6 +3,8 @@
 //! process whose JSON log lines are collected.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,7 +76,19 @@ pub struct Setup {
 
 impl Setup {
     /// `policy` is TOML for the [policy] table body; `extra` goes at the end of the file.
+    /// Unless `policy` names them, per-interface clears and the 45009 confirmation are
+    /// off, so a reported 45009 clears the whole account at once (the tests of those
+    /// two are in tests/engine.rs and name them).
     pub fn new(base_url: &str, policy: &str, extra: &str) -> Setup {
+        let mut policy = policy.to_string();
+        for (key, off) in [
+            ("api_clears", "api_clears = false"),
+            ("confirm_45009", "confirm_45009 = false"),
+        ] {
+            if !policy.contains(key) {
+                policy = format!("{off}\n{policy}");
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("shop.secret");
         std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
