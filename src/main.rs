@@ -49,8 +49,21 @@ fn main() -> ExitCode {
                 Err(e) => fail(json, &format!("sim: {e:#}"), ExitCode::FAILURE),
             }
         }
-        Command::Status { json } => client_command(&path, json, |c| async move {
-            let value = c.status().await?;
+        Command::Status {
+            json,
+            platform,
+            state,
+            account,
+        } => client_command(&path, json, |c| async move {
+            let filters: Vec<(&str, &str)> = [
+                ("platform", platform.as_deref()),
+                ("state", state.as_deref()),
+                ("account", account.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let value = c.status_filtered(&filters).await?;
             if json {
                 print_json(&value);
             } else {

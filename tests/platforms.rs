@@ -507,3 +507,83 @@ async fn run_simulate_with_a_platform_runs_the_whole_flow() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_filters_by_platform_state_and_account_in_the_api_and_the_cli() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = setup(&sim.url);
+        setup.use_free_port();
+        let d = Daemon::start(&setup.config, &[]);
+        let get = |q: &'static str| {
+            let url = d.url(&format!("/v1/status{q}"));
+            async move {
+                let r = reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(API_TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let v: serde_json::Value = r.json().await.unwrap();
+                let names: Vec<String> = v["accounts"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x["name"].as_str().unwrap().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (status, names, v)
+            }
+        };
+        assert_eq!(get("").await.1, ["shop"]);
+        assert_eq!(get("?state=ok").await.1, ["shop"]);
+        assert!(get("?state=error").await.1.is_empty());
+        assert_eq!(get("?account=SHO").await.1, ["shop"]);
+        assert_eq!(get("?account=wx448f").await.1, ["shop"]);
+        assert!(get("?account=zzz").await.1.is_empty());
+        assert_eq!(get("?account=shop&state=ok").await.1, ["shop"]);
+        // "shop" is no account of platform acme.
+        let (status, names, _) = get("?platform=acme").await;
+        assert_eq!((status, names.len()), (200, 0));
+        let (status, _, v) = get("?platform=nope").await;
+        assert_eq!(status, 404, "{v}");
+        let (status, _, v) = get("?state=bogus").await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("exhausted"), "{v}");
+        assert_eq!(get("?bogus=1").await.0, 400);
+
+        // The CLI takes the same filters.
+        let cli = |args: &[&str]| {
+            let out = bin()
+                .arg("-c")
+                .arg(&setup.config)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        };
+        let (code, out, err) = cli(&["status", "--json", "--account", "sho"]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["accounts"][0]["name"], "shop");
+        let (code, out, _) = cli(&["status", "--json", "--state", "exhausted"]);
+        assert_eq!(code, Some(0));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["accounts"].as_array().unwrap().len(), 0);
+        let (code, _, err) = cli(&["status", "--platform", "nope"]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("no platform named"), "{err}");
+        // Values are encoded: "&x=1" is part of the text, not another filter.
+        let (code, out, err) = cli(&["status", "--json", "--account", "shop&x=1"]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["accounts"].as_array().unwrap().len(), 0);
+    })
+    .await;
+}

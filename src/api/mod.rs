@@ -6,6 +6,7 @@ pub mod page;
 pub mod platforms;
 pub mod report;
 pub mod server;
+pub mod status_filter;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -53,7 +54,7 @@ pub fn router(engine: Engine) -> Router {
             require_token,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/", get(page::get_page))
         .merge(platforms::push_routes())
         .merge(authed)
@@ -69,6 +70,15 @@ pub fn router(engine: Engine) -> Router {
         ))
         .layer(middleware::from_fn(guard::json_errors))
         .with_state(engine)
+}
+
+/// `200 ok`, or 503 with the reason when the daemon cannot record clears (its state file
+/// was deleted or replaced while running).
+async fn healthz(State(engine): State<Engine>) -> Response {
+    match engine.store().check_identity() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => ApiError(StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
 }
 
 /// An API error: status and a message for `{"error": ...}`.
@@ -182,8 +192,22 @@ async fn post_report(
     }
 }
 
-async fn get_status(State(engine): State<Engine>) -> Json<crate::engine::StatusDoc> {
-    Json(engine.status())
+async fn get_status(
+    State(engine): State<Engine>,
+    filter: Result<
+        axum::extract::Query<status_filter::StatusFilter>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<crate::engine::StatusDoc>, ApiError> {
+    let axum::extract::Query(filter) = filter.map_err(|e| {
+        bad_request(format!(
+            "invalid filter ({}); expected platform=, state= or account=",
+            e.body_text()
+        ))
+    })?;
+    let mut doc = engine.status();
+    filter.apply(&engine.config(), &mut doc.accounts)?;
+    Ok(Json(doc))
 }
 
 async fn get_account(

@@ -88,7 +88,21 @@ impl DaemonClient {
     }
 
     pub async fn status(&self) -> Result<Value, ClientError> {
-        self.call(reqwest::Method::GET, "/v1/status", None).await
+        self.status_filtered(&[]).await
+    }
+
+    /// `GET /v1/status` with filters (`platform`, `state`, `account`) as query pairs.
+    pub async fn status_filtered(&self, filters: &[(&str, &str)]) -> Result<Value, ClientError> {
+        let query: Vec<String> = filters
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let path = if query.is_empty() {
+            "/v1/status".to_string()
+        } else {
+            format!("/v1/status?{}", query.join("&"))
+        };
+        self.call(reqwest::Method::GET, &path, None).await
     }
 
     pub async fn report(&self, item: Value) -> Result<Value, ClientError> {
@@ -110,4 +124,17 @@ impl DaemonClient {
         )
         .await
     }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

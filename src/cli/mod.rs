@@ -86,6 +86,15 @@ pub enum Command {
         /// Print the daemon's status document (GET /v1/status) as JSON
         #[arg(long)]
         json: bool,
+        /// Only this platform's own account and its authorizers
+        #[arg(long)]
+        platform: Option<String>,
+        /// Only accounts in this state: ok, exhausted or error
+        #[arg(long)]
+        state: Option<String>,
+        /// Only accounts whose name or appid contains this text
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Send one report to the running daemon (calls made, or an errcode seen)
     #[command(

@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use platforms::{AuthorizerSettings, Platform};
+pub use platforms::{looks_generated, AuthorizerSettings, Platform};
 pub use presets::{LimitEntry, LimitSource, LimitTable, PresetName};
 pub use proxy::{Cidr, ProxySettings, TlsFiles};
-pub use secret::Secret;
+pub use secret::{safe_quote, scrub, Secret};
 
 /// Where the config lives when neither `--config` nor `$WXQUOTAD_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/wxquotad/config.toml";

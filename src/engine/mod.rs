@@ -229,7 +229,9 @@ impl Engine {
         st.roll_all(now);
         // Resolve and check everything before changing anything.
         let mut targets = Vec::with_capacity(items.len());
-        let mut new_paths: HashMap<usize, usize> = HashMap::new();
+        // Distinct new paths per account: a batch naming one new path 5,000 times adds
+        // one path, not 5,000 (issue 9 item 11).
+        let mut new_paths: HashMap<usize, std::collections::HashSet<&str>> = HashMap::new();
         for (index, item) in items.iter().enumerate() {
             let idx = match &item.target {
                 Target::Account(n) => st.by_name.get(n),
@@ -244,9 +246,9 @@ impl Engine {
             };
             let acct = &st.accounts[idx];
             if !acct.usage.contains_key(&item.api) {
-                let n = new_paths.entry(idx).or_default();
-                *n += 1;
-                if acct.usage.len() + *n > MAX_PATHS_PER_ACCOUNT {
+                let new = new_paths.entry(idx).or_default();
+                new.insert(item.api.as_str());
+                if acct.usage.len() + new.len() > MAX_PATHS_PER_ACCOUNT {
                     return Err(ReportError::TooManyPaths {
                         index,
                         account: acct.cfg.name.clone(),
@@ -306,6 +308,9 @@ impl Engine {
     /// Touches SQLite: call it from a blocking thread.
     pub fn tick(&self) {
         let now = self.inner.clock.now();
+        // Notices (and logs, once) a state file deleted or replaced while running;
+        // clears then stop at begin_attempt and /healthz says why.
+        let _ = self.store().check_identity();
         let prune = {
             let mut st = self.lock();
             st.roll_all(now);

@@ -158,6 +158,9 @@ impl Store {
     /// writes nothing otherwise. The checks and the insert are one `BEGIN IMMEDIATE`
     /// transaction, so two callers cannot both pass.
     pub fn begin_attempt(&self, a: &NewAttempt) -> Result<i64, StoreError> {
+        // Never record (and so never send) a clear into a file that is no longer the
+        // state file: its budget would be lost with it.
+        self.check_identity().map_err(StoreError::Lost)?;
         let month = month_of(a.at);
         let day = day_of(a.at).to_string();
         self.with(|c| {

@@ -4,6 +4,7 @@
 //! Everything is keyed by appid: the monthly budget belongs to the WeChat account,
 //! whatever name the config gives it.
 
+mod identity;
 mod ledger;
 mod lock;
 mod platform;
@@ -41,6 +42,9 @@ pub enum StoreError {
     },
     #[error("state database {file} has schema version {found}, newer than this build knows ({SCHEMA_VERSION}); upgrade wxquotad")]
     TooNew { file: PathBuf, found: i64 },
+    /// The state file was deleted or replaced while running: nothing is recorded.
+    #[error("{0}")]
+    Lost(String),
     /// The attempt would take this month's spent clears past the budget it was given.
     #[error("monthly clear budget of {budget} is spent ({spent} counted this month)")]
     BudgetExhausted { spent: u32, budget: u32 },
@@ -60,6 +64,7 @@ pub enum StoreError {
 pub struct Store {
     file: PathBuf,
     conn: Mutex<Connection>,
+    identity: identity::Identity,
     /// Held as long as the store is open: one owner per state_dir.
     _lock: StateLock,
 }
@@ -88,6 +93,7 @@ impl Store {
             source,
         })?;
         let store = Store {
+            identity: identity::Identity::record(&file),
             file,
             conn: Mutex::new(conn),
             _lock: lock,
@@ -101,6 +107,12 @@ impl Store {
         store.migrate()?;
         let in_flight_settled = store.settle_in_flight_as_unknown(now)?;
         Ok((store, Recovery { in_flight_settled }))
+    }
+
+    /// `Err(why)` once the state file was deleted or replaced while running (latched
+    /// until a restart); then no clear attempt can be recorded.
+    pub fn check_identity(&self) -> Result<(), String> {
+        self.identity.check()
     }
 
     /// The database file's path.
@@ -247,6 +259,48 @@ mod tests {
             .with(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_file_stops_attempts() {
+        let now = chrono::Utc::now();
+        let attempt = NewAttempt {
+            appid: "wx448f04719cd48f69".into(),
+            account: "shop".into(),
+            at: now,
+            trigger: "manual".into(),
+            reason: "test".into(),
+            method: "token".into(),
+            kind: ClearKind::Account,
+            api: None,
+            budget: 10,
+            day_cap: 100,
+            min_interval: std::time::Duration::ZERO,
+        };
+        for replace in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (s, _) = Store::open(dir.path(), now).unwrap();
+            assert!(s.check_identity().is_ok());
+            s.begin_attempt(&attempt).unwrap();
+            let file = dir.path().join(FILE_NAME);
+            std::fs::remove_file(&file).unwrap();
+            if replace {
+                std::fs::write(&file, b"").unwrap();
+            }
+            let why = s.check_identity().unwrap_err();
+            assert!(
+                why.contains(if replace {
+                    "was replaced"
+                } else {
+                    "was deleted"
+                }),
+                "{why}"
+            );
+            assert!(matches!(
+                s.begin_attempt(&attempt),
+                Err(StoreError::Lost(_))
+            ));
+        }
     }
 
     #[test]

@@ -289,17 +289,11 @@ fn io_kind(e: &reqwest::Error) -> Option<std::io::ErrorKind> {
     None
 }
 
-/// The start of an answer, for an error message: secrets replaced by `***`, control
-/// characters dropped, at most [`SNIPPET_CHARS`] characters.
+/// The start of an answer, for an error message: control characters dropped, secrets
+/// replaced by `***` in every encoding WeChat may quote them in (percent-encoded, `+`
+/// for space, JSON-escaped), at most [`SNIPPET_CHARS`] characters.
 fn snippet(bytes: &[u8], secrets: &[&str]) -> String {
-    let mut text = String::from_utf8_lossy(bytes).into_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(s, "***");
-    }
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(SNIPPET_CHARS)
-        .collect()
+    crate::config::safe_quote(bytes, secrets, SNIPPET_CHARS)
 }
 
 #[cfg(test)]
