@@ -1,4 +1,4 @@
-//! Start-up, the background jobs (tick and flush, rollover nudges), signals (SIGHUP
+//! Start-up, the background jobs (tick and flush), signals (SIGHUP
 //! reload, SIGTERM/SIGINT graceful stop) and shutdown.
 
 use std::collections::HashSet;
@@ -16,7 +16,7 @@ use crate::config::{self, Config, LoadOptions};
 use crate::engine::Engine;
 use crate::sim::Simulator;
 use crate::store::Store;
-use crate::time::{beijing, Clock};
+use crate::time::Clock;
 
 /// How often counters are flushed and time-based gates re-checked. SPEC promises a
 /// crash loses at most the last few seconds of counts.
@@ -185,7 +185,6 @@ pub async fn run(
         Some(s) => crate::sim::platform::simulate_platforms(&s.sim, &engine.config(), addr),
         None => Vec::new(),
     };
-    let mut scheduler = start_rollover_jobs(engine.clone()).await;
 
     signals
         .wait(&engine, &path, simulation.clone(), overrides)
@@ -208,9 +207,6 @@ pub async fn run(
     poller.abort();
     platforms.abort();
     sim_pushes.iter().for_each(|t| t.abort());
-    if let Some(s) = scheduler.as_mut() {
-        let _ = s.shutdown().await;
-    }
     engine
         .shutdown(settle_limit(engine.config().wechat.timeout))
         .await;
@@ -311,36 +307,6 @@ fn spawn_watchdog(last_tick: Arc<AtomicI64>, mut stop: watch::Receiver<bool>) {
             }
         }
     });
-}
-
-/// Nudges at 00:00 UTC+8 daily and on the 1st: they only make the rollover (day summary,
-/// re-decisions) happen promptly; correctness never depends on them, since days and
-/// months are derived from timestamps.
-async fn start_rollover_jobs(engine: Engine) -> Option<tokio_cron_scheduler::JobScheduler> {
-    use tokio_cron_scheduler::{Job, JobScheduler};
-    let build = async {
-        let sched = JobScheduler::new().await?;
-        for (schedule, what) in [("1 0 0 * * *", "day"), ("2 0 0 1 * *", "month")] {
-            let e = engine.clone();
-            let job = Job::new_async_tz(schedule, beijing(), move |_, _| {
-                let e = e.clone();
-                Box::pin(async move {
-                    info!(rollover = what, "rollover nudge (00:00 UTC+8)");
-                    let _ = tokio::task::spawn_blocking(move || e.tick()).await;
-                })
-            })?;
-            sched.add(job).await?;
-        }
-        sched.start().await?;
-        Ok::<_, tokio_cron_scheduler::JobSchedulerError>(sched)
-    };
-    match build.await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(error = %e, "rollover jobs not started; the tick still rolls days over");
-            None
-        }
-    }
 }
 
 /// The signals the daemon handles.

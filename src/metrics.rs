@@ -46,6 +46,9 @@ struct AccountState {
     state: String,
 }
 
+/// Per-(account, path) series exported at most, per account (the most relevant first).
+pub const MAX_API_SERIES: usize = 64;
+
 /// The counters. Cheap to clone; clones share values.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -55,6 +58,8 @@ pub struct Metrics {
     pub report_items: Counter,
     /// Clear attempts (ledger rows) by account and outcome (ok, failed, unknown).
     pub clear_attempts: Family<AccountOutcome, Counter>,
+    /// clearApiQuota requests by account and outcome (per-interface clears).
+    pub api_clear_attempts: Family<AccountOutcome, Counter>,
     /// Requests to WeChat by endpoint and errcode.
     pub wechat_requests: Family<EndpointErrcode, Counter>,
     /// Calls the counting proxy forwarded, by account ("-" when unattributed) and
@@ -112,6 +117,11 @@ impl Metrics {
             self.clear_attempts.clone(),
         );
         reg.register(
+            "api_clear_attempts",
+            "clearApiQuota (per-interface clear) requests by outcome (ok, failed, unknown = maybe took effect)",
+            self.api_clear_attempts.clone(),
+        );
+        reg.register(
             "wechat_requests",
             "Requests to WeChat by endpoint and errcode",
             self.wechat_requests.clone(),
@@ -129,6 +139,8 @@ impl Metrics {
         let clears_used = Family::<AccountLabel, Gauge>::default();
         let clears_left = Family::<AccountLabel, Gauge>::default();
         let clears_today = Family::<AccountLabel, Gauge>::default();
+        let api_clears_used = Family::<AccountLabel, Gauge>::default();
+        let api_clears_left = Family::<AccountLabel, Gauge>::default();
         let state = Family::<AccountState, Gauge>::default();
         for a in &status.accounts {
             let account = AccountLabel {
@@ -143,6 +155,12 @@ impl Metrics {
             clears_today
                 .get_or_create(&account)
                 .set(a.clears.today as i64);
+            api_clears_used
+                .get_or_create(&account)
+                .set(a.api_clears.used as i64);
+            api_clears_left
+                .get_or_create(&account)
+                .set(a.api_clears.left as i64);
             for s in ["ok", "exhausted", "error"] {
                 state
                     .get_or_create(&AccountState {
@@ -151,7 +169,10 @@ impl Metrics {
                     })
                     .set((a.state == s) as i64);
             }
-            for q in &a.apis {
+            // Paths are chosen by clients: export only the first MAX_API_SERIES of the
+            // status order (blocked, then by share of the limit, then by use), so a client
+            // sending made-up paths cannot grow the label set without bound.
+            for q in a.apis.iter().take(MAX_API_SERIES) {
                 let key = AccountApi {
                     account: a.name.clone(),
                     api: q.api.clone(),
@@ -196,6 +217,16 @@ impl Metrics {
         );
         reg.register("clears_left", "Clears left this month", clears_left);
         reg.register("clears_today", "Clears counted today", clears_today);
+        reg.register(
+            "api_clears_used",
+            "Per-interface clears (clearApiQuota) counted against this month's budget",
+            api_clears_used,
+        );
+        reg.register(
+            "api_clears_left",
+            "Per-interface clears left this month",
+            api_clears_left,
+        );
         reg.register(
             "account_state",
             "1 for the account's current state (ok, exhausted, error)",

@@ -415,3 +415,36 @@ async fn dry_run_decides_and_logs_but_never_clears() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_clears_one_interface_when_asked_with_api() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+        let d = Daemon::start(&setup.config, &[]);
+        sim.sim.set_usage(APPID, "/cgi-bin/user/get", 300);
+        sim.sim.set_usage(APPID, "/cgi-bin/menu/get", 200);
+        let (s, a) = d
+            .post(
+                "/v1/accounts/shop/clear",
+                r#"{"api": "cgi-bin/user/get", "reason": "one interface"}"#,
+            )
+            .await;
+        assert_eq!((s, a["outcome"].as_str()), (200, Some("cleared")), "{a}");
+        assert_eq!(sim.sim.api_clears_charged(APPID), 1);
+        assert_eq!(sim.sim.clears_charged(APPID), 0);
+        assert_eq!(sim.sim.usage(APPID, "/cgi-bin/user/get"), 0);
+        assert_eq!(sim.sim.usage(APPID, "/cgi-bin/menu/get"), 200);
+        let shop = d.shop().await;
+        assert_eq!(shop["api_clears"]["used"], 1);
+        assert_eq!(shop["api_clears"]["last"]["api"], "/cgi-bin/user/get");
+        let cleared = d.events_named("cleared");
+        assert_eq!(cleared[0]["kind"], "api");
+        assert_eq!(cleared[0]["api_clears_left"], 49);
+        let (s, a) = d
+            .post("/v1/accounts/shop/clear", r#"{"api": "not a path"}"#)
+            .await;
+        assert_eq!(s, 400, "{a}");
+    })
+    .await;
+}

@@ -471,3 +471,43 @@ async fn a_clear_in_flight_can_be_awaited_by_appid() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_keep_a_bounded_label_set_and_show_both_budgets() {
+    limited(async {
+        let h = Harness::new(EAGER, "0s", |_| {}).await;
+        let items: Vec<Report> = (0..300)
+            .map(|i| Report {
+                target: Target::Account("shop".into()),
+                api: format!("/cgi-bin/made/up{i}"),
+                what: Reported::Calls(1),
+            })
+            .collect();
+        h.engine.report(&items).unwrap();
+        h.sim.set_usage(common::APPID, USER_GET, 500);
+        h.blocked(USER_GET).await;
+        let text = h.engine.metrics().render(&h.engine.status());
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("wxquotad_api_used_calls{"))
+            .count();
+        assert!(
+            (1..=wxquotad::metrics::MAX_API_SERIES).contains(&series),
+            "{series} series"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("wxquotad_api_used_calls{") && l.contains(USER_GET)),
+            "the blocked path comes first"
+        );
+        assert!(
+            text.contains("wxquotad_api_clears_left{account=\"shop\"} 49"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wxquotad_api_clear_attempts_total{account=\"shop\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+    })
+    .await;
+}

@@ -693,3 +693,54 @@ async fn a_caller_hanging_up_does_not_cancel_a_clear() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_state_dir_exits_naming_the_first_and_changes_nothing() {
+    limited(async {
+        let sim = Sim::start(clock()).await;
+        let setup = Setup::new(&sim.url, EAGER_POLICY, "");
+        let first = Daemon::start(&setup.config, &[]);
+        first
+            .report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 130}"#)
+            .await;
+        let db = setup.state_db();
+        wait_for("the flush", Duration::from_secs(20), || async {
+            (setup.usage_on_disk("/cgi-bin/menu/get") == Some(130)).then_some(())
+        })
+        .await;
+        let before = std::fs::read(&db).unwrap();
+        // The same state_dir, another port (listen 127.0.0.1:0 picks a free one).
+        let out = bin()
+            .arg("-c")
+            .arg(&setup.config)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .env(wxquotad::time::FAKE_NOW_ENV, clock().now().to_rfc3339())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!("pid {}", first.child.id())),
+            "names the first daemon: {stderr}"
+        );
+        assert!(stderr.contains("in use by another wxquotad"), "{stderr}");
+        assert!(!stderr.contains("\"event\":\"listening\""), "{stderr}");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "the state file is untouched"
+        );
+        // The first keeps counting and keeps its counts.
+        first
+            .report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 1}"#)
+            .await;
+        assert_eq!(
+            api_row(&first.shop().await, "/cgi-bin/menu/get")["used"],
+            131
+        );
+        let (code, _) = first.terminate();
+        assert_eq!(code, Some(0));
+    })
+    .await;
+}

@@ -230,6 +230,8 @@ struct ClearRequest {
     #[serde(default)]
     force: bool,
     reason: Option<String>,
+    /// Clear only this interface, by a per-interface clear (clearApiQuota).
+    api: Option<String>,
 }
 
 async fn post_clear(
@@ -252,8 +254,14 @@ async fn post_clear(
             )));
         }
     }
+    let api = match &req.api {
+        Some(a) => {
+            Some(crate::apipath::normalize(a).map_err(|e| bad_request(format!("\"api\": {e}")))?)
+        }
+        None => None,
+    };
     engine
-        .clear_now(&name, req.force, req.reason)
+        .clear_now_of(&name, req.force, req.reason, api.as_deref())
         .await
         .map(Json)
         .ok_or_else(|| no_account(&name))

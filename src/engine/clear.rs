@@ -570,8 +570,13 @@ impl Engine {
     fn record_settlement(&self, appid: &str, id: i64, s: &Settlement) {
         let mut st = self.lock();
         if let Some(&i) = st.by_appid.get(appid) {
-            self.metrics()
-                .clear_attempts
+            let family = match st.accounts[i].attempts.iter().find(|a| a.id == id) {
+                Some(a) if a.kind == crate::store::ClearKind::Api => {
+                    &self.metrics().api_clear_attempts
+                }
+                _ => &self.metrics().clear_attempts,
+            };
+            family
                 .get_or_create(&crate::metrics::AccountOutcome {
                     account: st.accounts[i].cfg.name.clone(),
                     outcome: s.outcome.as_str().to_string(),
@@ -612,6 +617,7 @@ impl Engine {
             }
             End::Refused(_) | End::ApiUnusable(_) | End::Error(_) => {}
         }
+        acct.prune_attempts(now);
     }
 
     /// Applies a getApiQuota read made at the start of a decision. When an earlier
