@@ -14,6 +14,7 @@
 //! - [`api`]: the HTTP API (reports, status, clear, health).
 //! - [`proxy`]: the counting proxy: WeChat's API forwarded, counted, tokens served.
 //! - [`daemon`]: start-up, the background jobs, signals, shutdown.
+//! - [`replay`]: `wxquotad replay`, the engine on a virtual clock over recorded traffic.
 //! - [`sim`]: the WeChat simulator used by `run --simulate`, `sim` and the tests.
 //! - [`cli`]: the command line, its client of the running daemon, what it prints.
 //! - [`logging`]: text or JSON logs.
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod platform;
 pub mod policy;
 pub mod proxy;
+pub mod replay;
 pub mod sim;
 pub mod store;
 pub mod time;

@@ -37,6 +37,14 @@ fn main() -> ExitCode {
             let overrides = daemon::Overrides { listen, dry_run };
             run(&path, simulate, overrides, json)
         }
+        Command::Replay {
+            traffic,
+            source,
+            json,
+        } => {
+            let source = wxquotad::replay::Source::parse(&source).expect("clap checked it");
+            ExitCode::from(wxquotad::replay::command(&path, &traffic, source, json))
+        }
         Command::Sim { listen, json } => {
             let format = if json {
                 LogFormat::Json

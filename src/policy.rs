@@ -45,6 +45,12 @@ pub struct QuotaView<'a> {
     /// WeChat's own counter, read after the 45009 was reported, showed room
     /// (`remain` > 0): something other than the daily quota blocked the call.
     pub room_after_block: bool,
+    /// Calls per minute over the last few minutes (reported calls; 0 when none came
+    /// lately); `None` when no calls were reported for it today (polled counts only),
+    /// which leaves the decision to the threshold and 45009 alone.
+    pub rate: Option<f64>,
+    /// When this quota's count started: the WeChat day's start or its last reset.
+    pub since: Option<Timestamp>,
 }
 
 /// The account's clear history as far as the gates need it.
@@ -241,6 +247,20 @@ pub enum Hold {
     TokenApi,
     /// A lifetime quota (45029) has no daily reset.
     Lifetime,
+    /// At the recent rate, the rest of the day fits in the room left: a clear now
+    /// would save nothing.
+    Fits { room: u64, rate: f64, minutes: u64 },
+    /// At the recent rate the limit is still minutes away: the clear waits until just
+    /// before it, so the room left is not thrown away.
+    NotYet { room: u64, minutes: u64 },
+    /// The clear would save fewer calls than the clears left are likely to save later
+    /// this month (pacing).
+    Pacing {
+        value: u64,
+        limit: u64,
+        spendable: u32,
+        days_after: u32,
+    },
     /// `dry_run`: would clear.
     DryRun,
 }
@@ -263,6 +283,9 @@ impl Hold {
             Hold::NotReset => "not_reset",
             Hold::TokenApi => "token_api",
             Hold::Lifetime => "lifetime_quota",
+            Hold::Fits { .. } => "fits",
+            Hold::NotYet { .. } => "not_yet",
+            Hold::Pacing { .. } => "pacing",
             Hold::DryRun => "dry_run",
         }
     }
@@ -327,6 +350,27 @@ impl std::fmt::Display for Hold {
             ),
             Hold::TokenApi => f.write_str("a clear does not reset the token APIs"),
             Hold::Lifetime => f.write_str("a lifetime quota (45029) has no daily reset"),
+            Hold::Fits {
+                room,
+                rate,
+                minutes,
+            } => write!(
+                f,
+                "at {rate:.1} calls/min the {minutes} min to the daily reset fit in the {room} calls of room left: a clear would save nothing"
+            ),
+            Hold::NotYet { room, minutes } => write!(
+                f,
+                "{room} calls of room left, about {minutes} min at the recent rate: clearing just before the limit, not now"
+            ),
+            Hold::Pacing {
+                value,
+                limit,
+                spendable,
+                days_after,
+            } => write!(
+                f,
+                "a clear now would save about {value} calls (limit {limit}); with {spendable} clears to spend for {days_after} more days this month, it is kept for a day that needs it more"
+            ),
             Hold::DryRun => f.write_str("dry_run: would clear"),
         }
     }
@@ -454,12 +498,112 @@ pub fn decide(view: &AccountView<'_>, now: Timestamp) -> Decision {
         Due::Unfixable(trigger, hold) => Decision::Hold(trigger, hold),
         Due::Yes { trigger, fixable } => {
             let plan = plan(view, &fixable);
-            match gate(view, &plan, false, now) {
+            match gate(view, &plan, false, now).or_else(|| worth(view, &trigger, now)) {
                 None => Decision::Clear(trigger, plan),
                 Some(hold) => Decision::Hold(trigger, hold),
             }
         }
     }
+}
+
+/// A clear made when the room left would last this many more minutes at the recent
+/// rate is "just before the limit": reports arrive every few seconds to a minute.
+pub const LEAD_MINUTES: f64 = 2.0;
+/// A clear saving at least this share of the limit is worth a full clear: spent
+/// whenever the gates allow.
+pub const FULL_VALUE: f64 = 0.9;
+/// A clear saving at least this share of the limit is spent while the clears left
+/// cover one for every remaining day of the month.
+pub const HALF_VALUE: f64 = 0.5;
+
+/// Whether a due clear is worth making now (issue 12): the timing and pacing half of
+/// the policy, on top of the gates. `None`: clear. Needs the trigger quota's recent
+/// rate; without it (polled counts only, or a clear asked for) the threshold and 45009
+/// decide alone, as before.
+///
+/// - A threshold trigger waits while the rest of the day fits in the room left
+///   (`Fits`), and while the room would last more than [`LEAD_MINUTES`] at the recent
+///   rate (`NotYet`): a clear at 90 % throws away the last 10 % of the day's quota.
+/// - The value of a clear is the calls it saves until the daily reset: with `D` the
+///   calls forecast until then (the lower of the recent rate and the rate since the
+///   count started, times the minutes left) and `room` what is left now,
+///   `max(0, D − room) − max(0, D − limit)`.
+/// - Pacing: a clear worth [`FULL_VALUE`] of the limit is always made; one worth
+///   [`HALF_VALUE`] while the clears left (both kinds, above their reserves) exceed
+///   the days left in the month; a smaller one only while they exceed
+///   `max_clears_per_day` for every day left (the budget cannot run short).
+pub fn worth(view: &AccountView<'_>, trigger: &Trigger, now: Timestamp) -> Option<Hold> {
+    let api = trigger.api()?;
+    let q = view.quotas.iter().find(|q| q.api == api)?;
+    let limit = q.limit.filter(|l| *l > 0)?;
+    let recent = q.rate?;
+    let minutes_left = (next_reset(now) - now).num_seconds().max(0) as f64 / 60.0;
+    let room = if q.blocked {
+        0
+    } else {
+        limit.saturating_sub(q.used)
+    };
+    if matches!(trigger, Trigger::Threshold { .. }) {
+        if recent * minutes_left <= room as f64 {
+            return Some(Hold::Fits {
+                room,
+                rate: recent,
+                minutes: minutes_left as u64,
+            });
+        }
+        if room as f64 > recent * LEAD_MINUTES {
+            return Some(Hold::NotYet {
+                room,
+                minutes: (room as f64 / recent) as u64,
+            });
+        }
+    }
+    // The rate since the count started smooths a burst out of the value forecast;
+    // while blocked, calls are refused (not counted), so it is the only one to go by.
+    let average = q
+        .since
+        .map(|s| (now - s).num_seconds().max(60) as f64 / 60.0)
+        .map_or(recent, |m| q.used as f64 / m);
+    let rate = if q.blocked {
+        average
+    } else {
+        recent.min(average)
+    };
+    let demand = rate * minutes_left;
+    let l = limit as f64;
+    let value = (demand - room as f64).max(0.0) - (demand - l).max(0.0);
+    if value >= FULL_VALUE * l {
+        return None;
+    }
+    let p = view.policy;
+    let spendable = view.clears_left().saturating_sub(p.reserve)
+        + if p.api_clears && !view.history.api_month_exhausted {
+            view.api_clears_left().saturating_sub(p.api_reserve)
+        } else {
+            0
+        };
+    let days_after = days_left_in_month(now);
+    if value >= HALF_VALUE * l && spendable > days_after {
+        return None;
+    }
+    if spendable > p.max_clears_per_day.saturating_mul(days_after) {
+        return None;
+    }
+    Some(Hold::Pacing {
+        value: value as u64,
+        limit,
+        spendable,
+        days_after,
+    })
+}
+
+/// WeChat days after `now`'s in its month.
+fn days_left_in_month(now: Timestamp) -> u32 {
+    let today = crate::time::day_of(now);
+    let next_month = crate::time::day_of(crate::time::start_of_month(
+        crate::time::start_of_month(now) + chrono::Duration::days(32),
+    ));
+    (next_month - today).num_days().saturating_sub(1).max(0) as u32
 }
 
 /// A clear someone asked for: the whole account, or only `api` with a per-interface
@@ -578,6 +722,8 @@ mod tests {
             watched: true,
             resettable: Resettable::Yes,
             room_after_block: false,
+            rate: None,
+            since: None,
         }
     }
 
@@ -1024,5 +1170,122 @@ mod tests {
             limit: 500,
         };
         assert_eq!(t.to_string(), "threshold /cgi-bin/user/get 91%");
+    }
+
+    /// user/get (500 a day) counted since 07:00, `used` now, `rate` calls a minute
+    /// lately, at `now` (a UTC+8 time on 2026-11-02, 28 days before the month ends).
+    fn forecast(
+        used: u64,
+        blocked: bool,
+        rate: Option<f64>,
+        now: &str,
+        history: ClearHistory,
+        policy: &Policy,
+    ) -> Decision {
+        let quotas = [QuotaView {
+            rate,
+            since: parse("2026-11-02T07:00:00+08:00"),
+            ..quota("/cgi-bin/user/get", used, Some(500), blocked)
+        }];
+        decide(
+            &view_of(policy, &quotas, history),
+            parse(&format!("2026-11-02T{now}:00+08:00")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn forecast_clears_just_before_the_limit_and_only_when_it_saves_calls() {
+        let p = Policy::default();
+        let h = ClearHistory::default;
+        let held =
+            |d: &Decision, gate: &str| matches!(d, Decision::Hold(_, hold) if hold.kind() == gate);
+        // 455 of 500 at 14:00, 1 call a minute lately: 45 minutes of room, and the
+        // 600 minutes to midnight need more. Not yet.
+        let d = forecast(455, false, Some(1.0), "14:00", h(), &p);
+        assert!(held(&d, "not_yet"), "{d:?}");
+        // Room for one more minute at that rate: clear now (a full clear's worth).
+        let d = forecast(499, false, Some(1.0), "14:00", h(), &p);
+        assert!(
+            matches!(d, Decision::Clear(Trigger::Threshold { .. }, _)),
+            "{d:?}"
+        );
+        // A burst: 450 in the last minute. The limit is seconds away: clear now.
+        let d = forecast(455, false, Some(450.0), "14:00", h(), &p);
+        assert!(matches!(d, Decision::Clear(..)), "{d:?}");
+        // Traffic stopped (0 a minute lately): the rest of the day fits.
+        let d = forecast(455, false, Some(0.0), "14:00", h(), &p);
+        assert!(held(&d, "fits"), "{d:?}");
+        // At 22:00 and 0.2 calls a minute, 120 minutes need 24 calls: 45 left fit.
+        let d = forecast(455, false, Some(0.2), "22:00", h(), &p);
+        assert!(held(&d, "fits"), "{d:?}");
+        // No rate known (polled counts only): the threshold decides, as before.
+        let d = forecast(455, false, None, "14:00", h(), &p);
+        assert!(matches!(d, Decision::Clear(..)), "{d:?}");
+        // The reason says why, in numbers.
+        let d = forecast(455, false, Some(1.0), "14:00", h(), &p);
+        let Decision::Hold(_, hold) = d else {
+            unreachable!()
+        };
+        assert_eq!(
+            hold.to_string(),
+            "45 calls of room left, about 45 min at the recent rate: clearing just before the limit, not now"
+        );
+    }
+
+    #[test]
+    fn pacing_keeps_clears_for_the_days_that_need_them() {
+        let p = Policy::default();
+        let held = |d: &Decision| matches!(d, Decision::Hold(_, Hold::Pacing { .. }));
+        // Blocked at 21:00 after 500 calls since 07:00 (0.6 a minute): about 180 calls
+        // to save before midnight, 36% of the limit.
+        let low = |history: ClearHistory| forecast(500, true, Some(0.6), "21:00", history, &p);
+        // 53 clears to spend (8 + 45 above the reserves) for 28 more days: fewer than
+        // 3 a day (max_clears_per_day): the low-value clear waits.
+        assert!(
+            held(&low(ClearHistory::default())),
+            "{:?}",
+            low(ClearHistory::default())
+        );
+        // Plenty left for what remains of the month (e.g. late in it): spent.
+        let d = forecast(
+            500,
+            true,
+            Some(0.6),
+            "21:00",
+            ClearHistory::default(),
+            &Policy {
+                monthly_api_clears: 50,
+                api_reserve: 0,
+                max_clears_per_day: 1,
+                ..Policy::default()
+            },
+        );
+        assert!(matches!(d, Decision::Clear(..)), "{d:?}");
+        // Blocked at 12:00 after 500 since 07:00 (1.67 a minute): 720 minutes would
+        // need far more than a limit: a full clear's worth, always spent.
+        let d = forecast(500, true, Some(1.6), "12:00", ClearHistory::default(), &p);
+        assert!(
+            matches!(d, Decision::Clear(Trigger::Blocked { .. }, _)),
+            "{d:?}"
+        );
+        // Blocked at 17:00 (0.83 a minute since 07:00): about 350 calls to save, more
+        // than half a limit: spent while one clear is left for every remaining day.
+        let half = |history: ClearHistory| forecast(500, true, Some(1.0), "17:00", history, &p);
+        assert!(matches!(half(ClearHistory::default()), Decision::Clear(..)));
+        let few_left = ClearHistory {
+            api_spent_month: 30,
+            spent_month: 3,
+            ..ClearHistory::default()
+        };
+        let d = half(few_left);
+        assert!(held(&d), "{d:?}");
+        let Decision::Hold(_, hold) = d else {
+            unreachable!()
+        };
+        assert!(
+            hold.to_string()
+                .contains("with 20 clears to spend for 28 more days"),
+            "{hold}"
+        );
     }
 }

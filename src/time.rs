@@ -80,6 +80,10 @@ enum Source {
     Shifted(Duration),
     /// Time that moves only when told to (in-process tests).
     Manual(Mutex<Timestamp>),
+    /// Like `Manual`, and waiting takes no time: replay's clock, where the driver
+    /// alone moves time, a minute at a time, and the engine's short pauses (between
+    /// polls, before the check after a clear) fall within the minute.
+    Virtual(Mutex<Timestamp>),
 }
 
 impl Clock {
@@ -101,6 +105,23 @@ impl Clock {
     pub fn manual(start: Timestamp) -> Clock {
         Clock {
             source: Arc::new(Source::Manual(Mutex::new(start))),
+        }
+    }
+
+    /// A clock that stays at `start` until [`Clock::set`] or [`Clock::advance`], and
+    /// whose [`Clock::sleep`] returns at once.
+    pub fn virtual_at(start: Timestamp) -> Clock {
+        Clock {
+            source: Arc::new(Source::Virtual(Mutex::new(start))),
+        }
+    }
+
+    /// Waits `d` of this clock's time: real time, except on a virtual clock, where it
+    /// only yields (time there moves when the driver says).
+    pub async fn sleep(&self, d: std::time::Duration) {
+        match &*self.source {
+            Source::Virtual(_) => tokio::task::yield_now().await,
+            _ => tokio::time::sleep(d).await,
         }
     }
 
@@ -129,21 +150,21 @@ impl Clock {
         match &*self.source {
             Source::System => Utc::now(),
             Source::Shifted(by) => Utc::now() + *by,
-            Source::Manual(t) => *t.lock().expect("clock lock"),
+            Source::Manual(t) | Source::Virtual(t) => *t.lock().expect("clock lock"),
         }
     }
 
-    /// Moves a manual clock forward. No effect on the other kinds.
+    /// Moves a manual or virtual clock forward. No effect on the other kinds.
     pub fn advance(&self, by: std::time::Duration) {
-        if let Source::Manual(t) = &*self.source {
+        if let Source::Manual(t) | Source::Virtual(t) = &*self.source {
             let mut t = t.lock().expect("clock lock");
             *t += Duration::from_std(by).expect("duration in range");
         }
     }
 
-    /// Sets a manual clock. No effect on the other kinds.
+    /// Sets a manual or virtual clock. No effect on the other kinds.
     pub fn set(&self, to: Timestamp) {
-        if let Source::Manual(t) = &*self.source {
+        if let Source::Manual(t) | Source::Virtual(t) = &*self.source {
             *t.lock().expect("clock lock") = to;
         }
     }
@@ -190,5 +211,20 @@ mod tests {
         assert_eq!(c.now(), at("2026-11-22T10:00:00+08:00"));
         c.advance(std::time::Duration::from_secs(60));
         assert_eq!(show(c.now()), "2026-11-22T10:01:00+08:00");
+    }
+
+    #[tokio::test]
+    async fn a_virtual_clock_moves_only_when_told_and_its_sleeps_take_no_time() {
+        let c = Clock::virtual_at(at("2026-11-22T10:00:00+08:00"));
+        // An hour's sleep returns at once (the test's own limit would catch a real one).
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            c.sleep(std::time::Duration::from_secs(3600)),
+        )
+        .await
+        .expect("a virtual sleep returns at once");
+        assert_eq!(show(c.now()), "2026-11-22T10:00:00+08:00");
+        c.set(at("2026-11-22T10:05:00+08:00"));
+        assert_eq!(show(c.now()), "2026-11-22T10:05:00+08:00");
     }
 }

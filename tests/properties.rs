@@ -215,6 +215,8 @@ impl Model {
                     Resettable::Yes
                 },
                 room_after_block: false,
+                rate: None,
+                since: None,
             })
             .collect();
         q.push(QuotaView {
@@ -225,6 +227,8 @@ impl Model {
             watched: false,
             resettable: Resettable::Yes,
             room_after_block: false,
+            rate: None,
+            since: None,
         });
         q
     }

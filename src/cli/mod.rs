@@ -133,6 +133,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a traffic file through the daemon's own engine and policy on a virtual
+    /// clock against the simulator's rules, and compare with no clears, the naive rule
+    /// and the best schedule of clears (no network, no state_dir; a malformed traffic
+    /// file exits 1 naming its line)
+    #[command(after_help = EXIT_CODES)]
+    Replay {
+        /// JSON Lines, one {"t", "account", "api", "calls"} per account, interface and
+        /// minute of demand, sorted by time (what [daemon] traffic_log records)
+        #[arg(long, value_name = "FILE")]
+        traffic: PathBuf,
+        /// How the engine sees the traffic: reports (served calls and 45009s), proxy
+        /// (the same, and calls rejected in a minute with a clear are retried after
+        /// it) or poll (only getApiQuota every [poll] interval)
+        #[arg(long, default_value = "reports", value_parser = ["reports", "proxy", "poll"], value_name = "SOURCE")]
+        source: String,
+        /// Print the result as JSON (SPEC §9) instead of a table per account and day
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the WeChat quota API simulator on its own (with the config's accounts)
     #[command(after_help = EXIT_CODES)]
     Sim {

@@ -39,6 +39,8 @@ pub(super) struct DaemonFile {
     pub dry_run: Option<bool>,
     pub log_format: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
+    pub traffic_log: Option<PathBuf>,
+    pub traffic_log_max: Option<ByteSize>,
 }
 
 /// `[wechat]`

@@ -56,6 +56,12 @@ pub struct DaemonSettings {
     /// (SPEC §4: any other Host is refused, against DNS rebinding). Lowercase, without
     /// port or brackets. Default none.
     pub allowed_hosts: Vec<String>,
+    /// Where the calls reported (and proxied) are recorded as a traffic file for
+    /// `wxquotad replay` (SPEC §9). Default none: not recorded.
+    pub traffic_log: Option<PathBuf>,
+    /// Past this size (bytes) the traffic log moves to `<file>.1` and a new one
+    /// starts. Default 64 MiB; 1 MiB to 4 GiB.
+    pub traffic_log_max: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +388,14 @@ pub fn summary(config: &Config) -> String {
     let _ = writeln!(out, "listen      {} ({auth})", d.listen);
     let _ = writeln!(out, "state_dir   {}", d.state_dir.display());
     let _ = writeln!(out, "dry_run     {}", d.dry_run);
+    if let Some(t) = &d.traffic_log {
+        let _ = writeln!(
+            out,
+            "traffic log {} (at most {} bytes)",
+            t.display(),
+            d.traffic_log_max
+        );
+    }
     if !d.allowed_hosts.is_empty() {
         let _ = writeln!(out, "hosts       {}", d.allowed_hosts.join(", "));
     }

@@ -29,6 +29,29 @@ pub struct PathCount {
     pub lifetime: bool,
     /// Changed since the last flush.
     pub dirty: bool,
+    /// Calls reported in each of the last [`RATE_WINDOW_MINUTES`] minutes: (minute
+    /// since the Unix epoch, calls), oldest first. For the policy's forecast.
+    pub recent: Vec<(i64, u64)>,
+    /// When calls were first reported for it today (the day's traffic may start hours
+    /// after midnight: rates are taken from here).
+    pub first_call_at: Option<Timestamp>,
+}
+
+/// How far back the recent rate of calls looks, minutes.
+pub const RATE_WINDOW_MINUTES: i64 = 10;
+
+impl PathCount {
+    /// Notes `calls` reported at `now` for the recent rate.
+    pub fn note_recent(&mut self, now: Timestamp, calls: u64) {
+        self.first_call_at.get_or_insert(now);
+        let minute = now.timestamp().div_euclid(60);
+        match self.recent.last_mut() {
+            Some((m, c)) if *m == minute => *c = c.saturating_add(calls),
+            _ => self.recent.push((minute, calls)),
+        }
+        self.recent
+            .retain(|(m, _)| *m > minute - RATE_WINDOW_MINUTES);
+    }
 }
 
 /// WeChat's own count for one path (getApiQuota), valid on the day it was read.
@@ -415,7 +438,60 @@ pub struct QuotaStatus<'a> {
     pub room_after_block: bool,
 }
 
+impl AccountRuntime {
+    /// Calls per minute to the quota of `paths` over the last [`RATE_WINDOW_MINUTES`]
+    /// (from the first minute with calls in it, at least one; 0 when none came lately):
+    /// `None` when no calls were reported for it today.
+    pub fn recent_rate(&self, paths: &[String], now: Timestamp) -> Option<f64> {
+        let minute = now.timestamp().div_euclid(60);
+        let mut calls = 0u64;
+        let mut first = minute;
+        let mut reported = false;
+        for p in paths {
+            let Some(u) = self.usage.get(p) else { continue };
+            reported |= u.calls > 0 || !u.recent.is_empty();
+            for (m, c) in &u.recent {
+                if *m > minute - RATE_WINDOW_MINUTES && *m <= minute {
+                    calls = calls.saturating_add(*c);
+                    first = first.min(*m);
+                }
+            }
+        }
+        reported.then(|| calls as f64 / (minute - first + 1) as f64)
+    }
+
+    /// Since when the count of the quota of `paths` has been running today: its first
+    /// reported call, or the last clear that reset it if later (the day's start when
+    /// nothing was reported).
+    pub fn counting_since(&self, paths: &[String]) -> Timestamp {
+        let day_start = crate::time::start_of_day(self.day);
+        let start = paths
+            .iter()
+            .filter_map(|p| self.usage.get(p).and_then(|u| u.first_call_at))
+            .min()
+            .map_or(day_start, |first| first.max(day_start));
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome == AttemptOutcome::Ok && a.started_at >= day_start)
+            .filter(|a| match a.kind {
+                ClearKind::Account => true,
+                ClearKind::Api => a.api.as_ref().is_some_and(|p| paths.contains(p)),
+            })
+            .map(|a| a.started_at)
+            .fold(start, Timestamp::max)
+    }
+}
+
 impl<'a> QuotaStatus<'a> {
+    /// The view with the recent rate and the start of the count, for decisions.
+    pub fn view_at(&self, acct: &AccountRuntime, now: Timestamp) -> QuotaView<'a> {
+        QuotaView {
+            rate: acct.recent_rate(self.paths, now),
+            since: Some(acct.counting_since(self.paths)),
+            ..self.view()
+        }
+    }
+
     pub fn ratio(&self) -> Option<f64> {
         self.limit
             .filter(|l| *l > 0)
@@ -431,6 +507,8 @@ impl<'a> QuotaStatus<'a> {
             watched: self.watched,
             resettable: self.resettable,
             room_after_block: self.room_after_block,
+            rate: None,
+            since: None,
         }
     }
 }

@@ -451,7 +451,7 @@ impl Job {
                         .saturating_mul(1 << (resends - 1))
                         .mul_f64(0.75 + fastrand::f64() * 0.5);
                     info!(account = %self.name, error = %e, resend = resends, "the clear was not applied; sending it again");
-                    tokio::time::sleep(pause).await;
+                    engine.clock().sleep(pause).await;
                 }
                 Action::RenewToken if method == Method::Token && !renewed => {
                     renewed = true;

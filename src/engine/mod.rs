@@ -80,6 +80,9 @@ struct Inner {
     state: Mutex<State>,
     /// Held for a whole flush (see [`Engine::flush`]).
     flushing: Mutex<()>,
+    /// `[daemon] traffic_log`: every reported call, by minute, for `wxquotad replay`.
+    /// Taken after the state lock, never before it.
+    traffic: Mutex<Option<crate::replay::record::Recorder>>,
     /// The latest decision events (`GET /v1/decisions`).
     decisions: DecisionLog,
     /// What the counting proxy waits on (clears ending) and its forced token refreshes.
@@ -137,6 +140,7 @@ impl Engine {
                 tasks: Mutex::new(Vec::new()),
                 state: Mutex::new(state),
                 flushing: Mutex::new(()),
+                traffic: Mutex::new(recorder(&config)),
                 decisions: DecisionLog::default(),
                 proxy: proxy::ProxyState::default(),
                 platforms: crate::platform::Platforms::default(),
@@ -264,6 +268,7 @@ impl Engine {
                 Reported::Calls(n) => {
                     let c = path_count(&mut acct.usage, &item.api);
                     c.calls = c.calls.saturating_add(n);
+                    c.note_recent(now, n);
                     c.dirty = true;
                 }
                 Reported::Errcode(45009) => {
@@ -291,6 +296,17 @@ impl Engine {
             }
             if touched.last() != Some(&idx) {
                 touched.push(idx);
+            }
+        }
+        if let Some(rec) = self.traffic().as_mut() {
+            for (item, &idx) in items.iter().zip(&targets) {
+                // A 45009 is a call the application wanted and WeChat refused.
+                let calls = match item.what {
+                    Reported::Calls(n) => n,
+                    Reported::Errcode(45009) => 1,
+                    Reported::Errcode(_) => continue,
+                };
+                rec.add(now, &st.accounts[idx].cfg.name, &item.api, calls);
             }
         }
         touched.sort_unstable();
@@ -334,6 +350,13 @@ impl Engine {
                 Err(e) => warn!(error = %e, "could not drop old counters; will retry tomorrow"),
             }
         }
+        if let Some(rec) = self.traffic().as_mut() {
+            rec.roll(now);
+        }
+    }
+
+    fn traffic(&self) -> MutexGuard<'_, Option<crate::replay::record::Recorder>> {
+        self.inner.traffic.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes changed counters to the store. Returns how many rows were written.
@@ -463,7 +486,7 @@ impl Engine {
         let in_flight = st.in_flight.contains_key(&st.accounts[idx].cfg.appid);
         let acct = &st.accounts[idx];
         let statuses = acct.quotas();
-        let quotas: Vec<_> = statuses.iter().map(|q| q.view()).collect();
+        let quotas: Vec<_> = statuses.iter().map(|q| q.view_at(acct, now)).collect();
         let view = account::view(acct, &quotas, dry_run, in_flight, now);
         let decision = policy::decide(&view, now);
         match decision {
@@ -531,6 +554,15 @@ impl Engine {
             st.client = observed_client(&config, &self.inner.metrics);
         }
         self.inner.alerts.update(config.alerts.clone());
+        if config.daemon.traffic_log != st.config.daemon.traffic_log
+            || config.daemon.traffic_log_max != st.config.daemon.traffic_log_max
+        {
+            let mut rec = self.traffic();
+            if let Some(old) = rec.as_mut() {
+                old.flush();
+            }
+            *rec = recorder(&config);
+        }
         st.config = Arc::new(config);
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = st.config.clone();
         st.set_accounts(accounts);
@@ -548,6 +580,9 @@ impl Engine {
         };
         if tokio::time::timeout(limit, wait).await.is_err() {
             warn!("clears still in flight at shutdown; they stay counted as spent");
+        }
+        if let Some(rec) = self.traffic().as_mut() {
+            rec.flush();
         }
         match self.flush() {
             Ok(n) => info!(rows = n, "counters flushed"),
@@ -612,6 +647,14 @@ impl State {
     }
 }
 
+/// The traffic log's recorder, when `[daemon] traffic_log` is set.
+fn recorder(config: &Config) -> Option<crate::replay::record::Recorder> {
+    let d = &config.daemon;
+    d.traffic_log
+        .clone()
+        .map(|p| crate::replay::record::Recorder::new(p, d.traffic_log_max))
+}
+
 /// A WeChat client for `config` whose every request is counted in `metrics`.
 fn observed_client(config: &Config, metrics: &crate::metrics::Metrics) -> WechatClient {
     let metrics = metrics.clone();
@@ -667,6 +710,8 @@ fn load_accounts(
                             blocked_at: r.blocked.then_some(now),
                             lifetime: false,
                             dirty: false,
+                            recent: Vec::new(),
+                            first_call_at: None,
                         },
                     );
                 }

@@ -84,7 +84,7 @@ impl Engine {
             let done = self.poll_account(&job, gap).await;
             // Keep the pace for the requests a skipped account did not make.
             if done < n {
-                tokio::time::sleep(gap * (n - done) as u32).await;
+                self.clock().sleep(gap * (n - done) as u32).await;
             }
         }
     }
@@ -106,7 +106,7 @@ impl Engine {
         let mut made = 0;
         for path in &job.paths {
             if made > 0 {
-                tokio::time::sleep(gap).await;
+                self.clock().sleep(gap).await;
             }
             let answer = client.get_api_quota(&token, path).await;
             made += 1;
@@ -211,7 +211,7 @@ impl Engine {
         if interval.is_zero() {
             return;
         }
-        tokio::time::sleep(CHECK_AFTER_CLEAR).await;
+        self.clock().sleep(CHECK_AFTER_CLEAR).await;
         let job = {
             let apis = self.config().poll.apis.clone();
             let st = self.lock();
@@ -240,7 +240,7 @@ impl Engine {
         let mut checked = 0;
         for (i, path) in job.paths.iter().enumerate() {
             if i > 0 {
-                tokio::time::sleep(CHECK_GAP).await;
+                self.clock().sleep(CHECK_GAP).await;
             }
             let answer = client.get_api_quota(&token, path).await;
             let Ok(q) = answer else { continue };

@@ -205,3 +205,129 @@ impl WechatClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LimitTable, PresetName};
+    use crate::sim::Simulator;
+    use crate::time::{parse, Clock};
+
+    const COMPONENT: &str = "wx7c8d9e0f1a2b3c4d";
+    const SECRET: &str = "TOPSECRETcomponent";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    #[tokio::test]
+    async fn component_clear_v2_spends_the_right_budget_and_refuses_strangers() {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let sim = Simulator::new(Clock::manual(parse("2026-11-22T10:00:00+08:00").unwrap()));
+            sim.add_platform(COMPONENT, SECRET, "token", KEY);
+            let auths =
+                sim.add_authorizers(COMPONENT, 2, LimitTable::from_preset(PresetName::None));
+            sim.add_account(
+                "wx0000000000000001",
+                "other",
+                LimitTable::from_preset(PresetName::None),
+            );
+            let (addr, _task) = sim.clone().start().await.unwrap();
+            let client = WechatClient::new(&format!("http://{addr}"), Duration::from_secs(5));
+            let secret = Secret::new(SECRET);
+
+            // An authorizer, on its behalf: its own budget.
+            client
+                .component_clear_quota_v2(COMPONENT, &secret, Some(&auths[0]))
+                .await
+                .unwrap();
+            assert_eq!(sim.clears_charged(&auths[0]), 1);
+            assert_eq!(sim.clears_charged(COMPONENT), 0);
+            // The platform itself.
+            client
+                .component_clear_quota_v2(COMPONENT, &secret, None)
+                .await
+                .unwrap();
+            assert_eq!(sim.clears_charged(COMPONENT), 1);
+            // Not an authorizer of this platform; a wrong secret; a revoked authorizer.
+            let e = client
+                .component_clear_quota_v2(COMPONENT, &secret, Some("wx0000000000000001"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(61003));
+            let e = client
+                .component_clear_quota_v2(COMPONENT, &Secret::new("wrong"), Some(&auths[1]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(40125));
+            assert!(!format!("{e} {e:?}").contains("TOPSECRET"));
+            sim.revoke_authorizer(COMPONENT, &auths[1]);
+            let e = client
+                .component_clear_quota_v2(COMPONENT, &secret, Some(&auths[1]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(61003));
+            // The budget is the authorizer's 10, then 48006.
+            for _ in 1..10 {
+                client
+                    .component_clear_quota_v2(COMPONENT, &secret, Some(&auths[0]))
+                    .await
+                    .unwrap();
+            }
+            let e = client
+                .component_clear_quota_v2(COMPONENT, &secret, Some(&auths[0]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(48006));
+            assert_eq!(sim.clears_charged(&auths[0]), 10);
+        })
+        .await
+        .expect("within the time limit");
+    }
+
+    #[tokio::test]
+    async fn component_token_needs_a_pushed_ticket() {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let sim = Simulator::new(Clock::manual(parse("2026-11-22T10:00:00+08:00").unwrap()));
+            sim.add_platform(COMPONENT, SECRET, "token", KEY);
+            let (addr, _task) = sim.clone().start().await.unwrap();
+            let client = WechatClient::new(&format!("http://{addr}"), Duration::from_secs(5));
+            let e = client
+                .api_component_token(COMPONENT, &Secret::new(SECRET), &Secret::new("made-up"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(61006));
+            // A ticket "pushed" (nowhere to go, but issued), then the token works and
+            // lists authorizers within WeChat's page limit only.
+            sim.set_push_url(COMPONENT, "http://127.0.0.1:9/none");
+            let _ = sim.push_ticket(COMPONENT).await;
+            let ticket = Secret::new(sim.latest_ticket(COMPONENT).unwrap());
+            let e = client
+                .api_component_token(COMPONENT, &Secret::new("wrong"), &ticket)
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(40125));
+            let t = client
+                .api_component_token(COMPONENT, &Secret::new(SECRET), &ticket)
+                .await
+                .unwrap();
+            assert_eq!(t.expires_in, Duration::from_secs(7200));
+            let e = client
+                .api_get_authorizer_list(&t.token, COMPONENT, 0, 501)
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(47001));
+            let page = client
+                .api_get_authorizer_list(&t.token, COMPONENT, 0, 500)
+                .await
+                .unwrap();
+            assert_eq!((page.total_count, page.list.len()), (0, 0));
+            // A ticket older than 12 hours is expired.
+            sim.clock().advance(Duration::from_secs(12 * 3600 + 1));
+            let e = client
+                .api_component_token(COMPONENT, &Secret::new(SECRET), &ticket)
+                .await
+                .unwrap_err();
+            assert_eq!(e.errcode(), Some(61005));
+        })
+        .await
+        .expect("within the time limit");
+    }
+}

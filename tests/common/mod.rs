@@ -34,7 +34,7 @@ pub fn clock() -> Clock {
 }
 
 /// Every test gives up after this long rather than hang CI.
-pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+pub const TEST_LIMIT: Duration = Duration::from_secs(180);
 
 /// The simulator, running in this process.
 pub struct Sim {
@@ -250,7 +250,8 @@ impl Daemon {
                 }
             })
         };
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        // Generous: a loaded CI machine can take many seconds to start a process.
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => a.parse().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();

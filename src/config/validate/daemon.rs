@@ -1,6 +1,10 @@
-//! `[daemon]`: listen address, state_dir, API token, log format.
+//! `[daemon]`: listen address, state_dir, API token, log format, traffic log.
 
 use super::*;
+
+/// `traffic_log_max` by default, and its bounds (bytes).
+const DEFAULT_TRAFFIC_LOG_MAX: u64 = 64 << 20;
+const TRAFFIC_LOG_MAX_RANGE: (u64, u64) = (1 << 20, 4 << 30);
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
 const DEFAULT_STATE_DIR: &str = "/var/lib/wxquotad";
@@ -90,6 +94,35 @@ impl Validator<'_> {
             dry_run: d.dry_run.unwrap_or(false),
             log_format,
             allowed_hosts: self.allowed_hosts(d.allowed_hosts.unwrap_or_default(), &k),
+            traffic_log: match d.traffic_log {
+                Some(p) if p.as_os_str().is_empty() => {
+                    self.error(
+                        &k.key("traffic_log"),
+                        None,
+                        "traffic_log must be a file path, got an empty string (leave it out to record nothing)".into(),
+                    );
+                    None
+                }
+                p => p.map(|p| self.resolve(&p)),
+            },
+            traffic_log_max: match d.traffic_log_max {
+                None => DEFAULT_TRAFFIC_LOG_MAX,
+                Some(size) => match super::proxy::byte_size(&size) {
+                    Ok(n) if (TRAFFIC_LOG_MAX_RANGE.0..=TRAFFIC_LOG_MAX_RANGE.1).contains(&n) => n,
+                    Ok(_) => {
+                        self.error(
+                            &k.key("traffic_log_max"),
+                            None,
+                            "traffic_log_max must be from \"1MiB\" to \"4GiB\"".into(),
+                        );
+                        DEFAULT_TRAFFIC_LOG_MAX
+                    }
+                    Err(e) => {
+                        self.error(&k.key("traffic_log_max"), None, e);
+                        DEFAULT_TRAFFIC_LOG_MAX
+                    }
+                },
+            },
         }
     }
 

@@ -136,7 +136,7 @@ impl Validator<'_> {
 }
 
 /// "1MiB", "512KiB", "10MB", "2048" or 2048 → bytes.
-fn byte_size(size: &ByteSize) -> Result<u64, String> {
+pub(super) fn byte_size(size: &ByteSize) -> Result<u64, String> {
     let text = match size {
         ByteSize::Bytes(n) => {
             return u64::try_from(*n)

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Generates the policy scenarios of docs/POLICY.md: for each, a config (policy at its
+defaults) and a month of traffic in the format of SPEC section 9, from a fixed seed.
+
+    python3 bench/policy/scenarios.py OUTDIR [--seed N] [--only NAME,...]
+
+writes OUTDIR/NAME/config.toml and OUTDIR/NAME/traffic.jsonl. Python's standard library
+only; the same seed always gives the same files.
+"""
+
+import argparse
+import math
+import os
+import random
+from datetime import datetime, timedelta, timezone
+
+UTC8 = timezone(timedelta(hours=8))
+MONTH = datetime(2026, 11, 1, tzinfo=UTC8)  # November 2026: 30 days, starts on a Sunday
+DAYS = 30
+USER_GET = "/cgi-bin/user/get"  # 500 a day in the "normal" preset
+MENU_GET = "/cgi-bin/menu/get"  # 10,000 a day
+
+
+def shape(minute):
+    """Share of a day's calls in each minute: nothing at night, a morning and an
+    evening peak (sums to 1 over the day)."""
+    h = minute / 60
+    if h < 7 or h >= 23:
+        return 0.0
+    return 0.6 * math.exp(-((h - 10.5) ** 2) / 4) + 1.0 * math.exp(-((h - 20) ** 2) / 3) + 0.2
+
+
+_TOTAL = sum(shape(m) for m in range(1440))
+
+
+def poisson(rng, lam):
+    if lam <= 0:
+        return 0
+    if lam < 30:
+        limit, k, p = math.exp(-lam), 0, 1.0
+        while True:
+            p *= rng.random()
+            if p <= limit:
+                return k
+            k += 1
+    return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+
+
+def day_of_calls(rng, per_day, extra=None):
+    """Calls per minute for one day with `per_day` expected calls; `extra(minute, lam)`
+    may change a minute's rate."""
+    out = []
+    for m in range(1440):
+        lam = per_day * shape(m) / _TOTAL
+        if extra:
+            lam = extra(m, lam)
+        out.append(poisson(rng, lam))
+    return out
+
+
+class Month:
+    def __init__(self):
+        self.lines = []  # (minute of month, account, api, calls)
+
+    def day(self, d, account, api, calls):
+        for m, c in enumerate(calls):
+            if c > 0:
+                self.lines.append((d * 1440 + m, account, api, c))
+
+    def write(self, path):
+        self.lines.sort(key=lambda x: x[0])
+        with open(path, "w") as f:
+            for minute, account, api, calls in self.lines:
+                t = (MONTH + timedelta(minutes=minute)).isoformat()
+                f.write(f'{{"t": "{t}", "account": "{account}", "api": "{api}", "calls": {calls}}}\n')
+
+
+def steady(rng, m, account="shop"):
+    # Overflow every day: about 2.6 days' worth of user/get, so two clears a day would
+    # be needed and the month's budgets do not stretch that far.
+    for d in range(DAYS):
+        m.day(d, account, USER_GET, day_of_calls(rng, 1300))
+
+
+def campaign(rng, m):
+    # A quiet month (300 a day) with four campaign days at 3,000.
+    days = set(rng.sample(range(DAYS), 4))
+    for d in range(DAYS):
+        m.day(d, "shop", USER_GET, day_of_calls(rng, 3000 if d in days else 300))
+
+
+def runaway(rng, m):
+    # 450 a day (near the limit), and one afternoon a client loops: one hour at 50x the usual rate.
+    bad = rng.randrange(5, DAYS - 5)
+    start = rng.randrange(13 * 60, 17 * 60)
+    for d in range(DAYS):
+        extra = (lambda mi, lam: lam * 50 if start <= mi < start + 60 else lam) if d == bad else None
+        m.day(d, "shop", USER_GET, day_of_calls(rng, 450, extra))
+
+
+def surge(rng, m):
+    # Mild overflow (1,100 a day: the second clear of a day saves ~100 calls) until the
+    # 24th, then six days at 2,000 (every clear saves 500): the budget should wait.
+    for d in range(DAYS):
+        m.day(d, "shop", USER_GET, day_of_calls(rng, 2000 if d >= 24 else 1100))
+
+
+def weekdays(rng, m):
+    # Twice the limit on weekdays, nothing at weekends.
+    for d in range(DAYS):
+        weekday = (MONTH + timedelta(days=d)).weekday()
+        if weekday < 5:
+            m.day(d, "shop", USER_GET, day_of_calls(rng, 1000))
+
+
+def nothing(rng, m):
+    # Busy but always within the limits: no clear can help.
+    for d in range(DAYS):
+        m.day(d, "shop", USER_GET, day_of_calls(rng, 350))
+        m.day(d, "shop", MENU_GET, day_of_calls(rng, 6000))
+
+
+def two_interfaces(rng, m):
+    # user/get runs out every day; menu/get only on three campaign days.
+    days = set(rng.sample(range(DAYS), 3))
+    for d in range(DAYS):
+        m.day(d, "shop", USER_GET, day_of_calls(rng, 800))
+        m.day(d, "shop", MENU_GET, day_of_calls(rng, 25000 if d in days else 4000))
+
+
+def ten_accounts(rng, m):
+    # Scale: ten accounts with steady overflow, for the time a month takes.
+    for i in range(10):
+        steady(rng, m, account=f"shop{i}")
+
+
+SCENARIOS = {
+    "steady_overflow": (steady, 1),
+    "campaign_days": (campaign, 1),
+    "runaway_loop": (runaway, 1),
+    "month_end_surge": (surge, 1),
+    "weekdays_only": (weekdays, 1),
+    "needs_nothing": (nothing, 1),
+    "two_interfaces": (two_interfaces, 1),
+    "ten_accounts": (ten_accounts, 10),
+}
+
+
+def config(accounts):
+    out = [
+        "# Generated by bench/policy/scenarios.py: the policy at its defaults.",
+        "[daemon]",
+        'listen = "127.0.0.1:0"',
+        'state_dir = "/nonexistent/replay-needs-no-state"',
+        "",
+    ]
+    for i in range(accounts):
+        name = "shop" if accounts == 1 else f"shop{i}"
+        out += [
+            "[[accounts]]",
+            f'name = "{name}"',
+            f'appid = "wx{i:016x}"',
+            'preset = "normal"',
+            'secret_env = "WXQUOTAD_REPLAY_UNUSED_SECRET"',
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    for i, (name, (gen, accounts)) in enumerate(SCENARIOS.items()):
+        if only and name not in only:
+            continue
+        rng = random.Random(args.seed * 1000 + i)
+        d = os.path.join(args.outdir, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write(config(accounts))
+        m = Month()
+        gen(rng, m)
+        m.write(os.path.join(d, "traffic.jsonl"))
+
+
+if __name__ == "__main__":
+    main()
