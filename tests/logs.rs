@@ -318,3 +318,62 @@ async fn text_logs_are_logfmt_with_the_json_fields_and_cannot_be_forged() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_on_its_own_shows_its_debug_request_lines() {
+    limited(async {
+        let setup = Setup::new("http://127.0.0.1:9", "", "");
+        let mut child = bin()
+            .arg("-c")
+            .arg(&setup.config)
+            .args(["sim", "--listen", "127.0.0.1:0", "--json"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wxquotad sim starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        let url = serde_json::from_str::<Value>(&first).expect("sim --json prints its URL")["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let r = reqwest::Client::new()
+            .post(format!("{url}/cgi-bin/stable_token"))
+            .body(format!(
+                r#"{{"grant_type":"client_credential","appid":"{APPID}","secret":"{SECRET}"}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let line = wait_for("the request line", Duration::from_secs(20), || async {
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("sim request"))
+                .cloned()
+        })
+        .await;
+        // --json: JSON lines; the request is there at debug, by default for `sim`.
+        let v: Value = serde_json::from_str(&line).expect("JSON line");
+        assert_eq!(v["level"], "DEBUG");
+        assert_eq!(v["endpoint"], "/cgi-bin/stable_token");
+        assert!(!lines.lock().unwrap().iter().any(|l| l.contains(SECRET)));
+        signal(child.id(), "INT");
+        let _ = child.wait();
+    })
+    .await;
+}

@@ -106,6 +106,11 @@ async fn sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one() {
             .cloned()
             .unwrap();
         assert_eq!(menu["used"], 42, "counters survive a reload");
+        // The new config is in force a moment before its log line is written.
+        wait_for("the reloaded event", Duration::from_secs(10), || async {
+            (!d.events_named("reloaded").is_empty()).then_some(())
+        })
+        .await;
         assert_eq!(d.events_named("reloaded").len(), 1);
 
         // Bad: an unknown key. The old config stays and the daemon keeps serving.

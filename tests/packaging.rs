@@ -1,6 +1,6 @@
-//! The Grafana dashboard shipped in packaging/grafana/ loads: valid JSON with panels,
-//! and every query names only metrics (and labels) that a running daemon really
-//! exports on /metrics.
+//! What ships beside the binary: the Grafana dashboard in packaging/grafana/ loads
+//! (valid JSON with panels, every query naming only metrics and labels a running daemon
+//! really exports on /metrics), and the Debian package's synopsis fits `dpkg -l`.
 
 mod common;
 
@@ -145,4 +145,32 @@ async fn the_grafana_dashboard_queries_only_metrics_the_daemon_exports() {
         }
     })
     .await;
+}
+
+#[test]
+fn the_debian_synopsis_fits_dpkg_l() {
+    let manifest: toml::Value =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .expect("Cargo.toml parses");
+    let package = &manifest["package"];
+    // cargo deb takes the synopsis from `description` unless the deb metadata has one.
+    let synopsis = package
+        .get("metadata")
+        .and_then(|m| m.get("deb"))
+        .and_then(|d| d.get("description"))
+        .or_else(|| package.get("description"))
+        .and_then(|d| d.as_str())
+        .expect("a description");
+    assert!(!synopsis.contains('\n'), "one line: {synopsis:?}");
+    assert!(
+        synopsis.chars().count() <= 80,
+        "{} characters; dpkg -l cuts past 80: {synopsis:?}",
+        synopsis.chars().count()
+    );
+    assert!(
+        !synopsis.ends_with('.'),
+        "Debian synopses take no final period"
+    );
 }
