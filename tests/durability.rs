@@ -92,7 +92,9 @@ async fn kill_9_loses_at_most_a_few_seconds_of_counts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn day_and_month_turn_at_midnight_utc8_in_any_time_zone() {
     tokio::time::timeout(TEST_LIMIT, async {
-        let start = "2026-11-30T23:59:55+08:00";
+        // A minute before midnight: room for a slow machine to start the daemon, clear and
+        // report before the day turns (checked below), at the cost of a minute's wait.
+        let start = "2026-11-30T23:59:00+08:00";
         let sim = Sim::start(Clock::starting_at(parse(start).unwrap())).await;
         let setup = Setup::new(
             &sim.url,
@@ -105,7 +107,7 @@ min_interval = "0s""#,
         d.report(BLOCKED).await;
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 777}"#)
             .await;
-        let shop = wait_for("the clear", Duration::from_secs(4), || async {
+        let shop = wait_for("the clear", Duration::from_secs(30), || async {
             let s = d.shop().await;
             (s["clears"]["used"] == 1).then_some(s)
         })
@@ -116,8 +118,16 @@ min_interval = "0s""#,
         assert_eq!(status["next_reset"], "2026-12-01T00:00:00+08:00");
         d.report(r#"{"account": "shop", "api": "/cgi-bin/menu/get", "calls": 5}"#)
             .await;
+        // The report above was applied before this status was read: both on the 30th.
+        let before_midnight = d.status().await;
+        assert!(
+            before_midnight["now"]
+                .as_str()
+                .is_some_and(|now| now.starts_with("2026-11-30T")),
+            "the clear and the report must land before midnight: {before_midnight}"
+        );
         // Past 00:00 UTC+8 (16:00 UTC; 11:00 in New York, where nothing happens).
-        let shop = wait_for("the new month", Duration::from_secs(15), || async {
+        let shop = wait_for("the new month", Duration::from_secs(120), || async {
             let s = d.shop().await;
             (s["clears"]["month"] == "2026-12").then_some(s)
         })
@@ -127,7 +137,7 @@ min_interval = "0s""#,
         assert_eq!(shop["clears"]["today"], 0);
         let menu = api_row(&shop, "/cgi-bin/menu/get");
         assert_eq!(menu["used"], 0, "a new day's counters");
-        let summary = wait_for("the day summary", Duration::from_secs(5), || async {
+        let summary = wait_for("the day summary", Duration::from_secs(30), || async {
             d.events_named("day_summary").into_iter().next()
         })
         .await;

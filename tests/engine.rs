@@ -511,3 +511,35 @@ async fn metrics_keep_a_bounded_label_set_and_show_both_budgets() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_prune_keeps_a_month_of_counts_and_drops_older_ones() {
+    limited(async {
+        let h = Harness::new(EAGER, "0s", no_api_clears).await;
+        let menu = "/cgi-bin/menu/get";
+        let stored = |day: chrono::NaiveDate| {
+            h.engine
+                .store()
+                .load_usage(day)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.api == menu)
+                .map(|r| r.calls)
+        };
+        let first_day = wxquotad::time::day_of(h.clock.now());
+        h.report(menu, Reported::Calls(7)).await;
+        h.tick().await;
+        assert_eq!(stored(first_day), Some(7), "flushed on its day");
+        // The next day's first tick prunes: yesterday's counts stay (history, replay).
+        h.advance(24 * 3600);
+        h.tick().await;
+        assert_eq!(stored(first_day), Some(7), "yesterday is kept");
+        // 36 days on, the first day is past the kept window and is dropped.
+        for _ in 0..35 {
+            h.advance(24 * 3600);
+            h.tick().await;
+        }
+        assert_eq!(stored(first_day), None, "older than the kept window");
+    })
+    .await;
+}

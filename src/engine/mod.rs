@@ -26,6 +26,10 @@ use crate::time::{start_of_month, Clock, Timestamp};
 use crate::wechat::WechatClient;
 use account::{AccountError, AccountRuntime, PathCount, MAX_PATHS_PER_ACCOUNT};
 
+/// Days of stored counters kept before the daily prune drops them: a month and a few
+/// days, so last month's traffic can still be read (and replayed) from the state file.
+const USAGE_KEPT_DAYS: u64 = 35;
+
 /// How often a held decision may be logged again when nothing about it changed.
 const HOLD_LOG_EVERY: Duration = Duration::from_secs(600);
 
@@ -344,7 +348,8 @@ impl Engine {
             warn!(error = %e, "could not flush counters; will retry");
         }
         if let Some(today) = prune {
-            match self.inner.store.prune_usage(today) {
+            let keep_from = today - chrono::Days::new(USAGE_KEPT_DAYS);
+            match self.inner.store.prune_usage(keep_from) {
                 Ok(0) => {}
                 Ok(n) => info!(rows = n, "dropped stored counters of past days"),
                 Err(e) => warn!(error = %e, "could not drop old counters; will retry tomorrow"),
