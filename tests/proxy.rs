@@ -30,8 +30,10 @@ impl Rig {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, policy, "");
         let (mut config, _) = wxquotad::config::load(&setup.config).expect("config loads");
+        // A long wait for WeChat: only the timeout test (which sets its own) may see a 504,
+        // however slow the machine.
         let mut settings =
-            ProxySettings::new("127.0.0.1:0".parse().unwrap(), Duration::from_secs(2));
+            ProxySettings::new("127.0.0.1:0".parse().unwrap(), Duration::from_secs(30));
         tune(&mut config, &mut settings, &sim.url);
         let (store, _) = Store::open(&config.daemon.state_dir, clock().now()).unwrap();
         let engine = Engine::new(config, store, clock()).unwrap();
@@ -608,8 +610,10 @@ async fn a_bad_tls_file_stops_the_start_naming_it() {
         let (config, _) = wxquotad::config::load(&setup.config).unwrap();
         let (store, _) = Store::open(&config.daemon.state_dir, clock().now()).unwrap();
         let engine = Engine::new(config, store, clock()).unwrap();
+        // A long wait for WeChat: only the timeout test (which sets its own) may see a 504,
+        // however slow the machine.
         let mut settings =
-            ProxySettings::new("127.0.0.1:0".parse().unwrap(), Duration::from_secs(2));
+            ProxySettings::new("127.0.0.1:0".parse().unwrap(), Duration::from_secs(30));
         settings.tls = Some(files);
         let err = match wxquotad::proxy::start(engine, settings).await {
             Ok(_) => panic!("started with a bad certificate"),

@@ -136,7 +136,7 @@ impl Harness {
 
 /// Runs a test body within a generous limit rather than hang CI.
 pub async fn limited(f: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(Duration::from_secs(60), f)
+    tokio::time::timeout(super::TEST_LIMIT, f)
         .await
         .expect("test finished within its time limit");
 }

@@ -387,12 +387,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+/// The least time [`wait_for`] gives a condition: a condition that holds returns at once,
+/// so a long limit costs a passing test nothing, while a short one fails a slow machine.
+pub const MIN_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` (at least
+/// [`MIN_WAIT`]).
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    let limit = limit.max(MIN_WAIT);
     let start = Instant::now();
     loop {
         if let Some(v) = check().await {
