@@ -108,9 +108,10 @@ fn main() -> ExitCode {
             account,
             force,
             reason,
+            api,
             json,
         } => client_command(&path, json, |c| async move {
-            let answer = c.clear(&account, force, reason).await?;
+            let answer = c.clear(&account, force, reason, api).await?;
             if json {
                 print_json(&answer);
             } else {

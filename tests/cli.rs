@@ -340,10 +340,25 @@ async fn report_clear_and_status_speak_human_and_json() {
         let v: serde_json::Value = serde_json::from_str(&out).expect("clear --json");
         assert_eq!(v["outcome"], "cleared");
 
+        // One interface only: clearApiQuota, one of the 50, not one of the 10.
+        sim.sim.set_usage(APPID, "/cgi-bin/user/get", 300);
+        let (code, out, err) = tokio::task::block_in_place(|| {
+            cli(
+                &setup,
+                &["clear", "shop", "--api", "/cgi-bin/user/get", "--json"],
+            )
+        });
+        assert_eq!(code, Some(0), "{out} {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("clear --api --json");
+        assert_eq!(v["outcome"], "cleared");
+        assert_eq!(sim.sim.api_clears_charged(APPID), 1);
+        assert_eq!(sim.sim.usage(APPID, "/cgi-bin/user/get"), 0);
+
         let (code, out, _) = tokio::task::block_in_place(|| cli(&setup, &["status", "--json"]));
         assert_eq!(code, Some(0));
         let v: serde_json::Value = serde_json::from_str(&out).expect("status --json");
         assert_eq!(v["accounts"][0]["clears"]["used"], 2);
+        assert_eq!(v["accounts"][0]["api_clears"]["used"], 1);
         let (code, out, _) = tokio::task::block_in_place(|| cli(&setup, &["status"]));
         assert_eq!(code, Some(0));
         assert!(

@@ -115,14 +115,14 @@ impl DaemonClient {
         account: &str,
         force: bool,
         reason: Option<String>,
+        api: Option<String>,
     ) -> Result<Value, ClientError> {
         let path = format!("/v1/accounts/{account}/clear");
-        self.call(
-            reqwest::Method::POST,
-            &path,
-            Some(json!({"force": force, "reason": reason})),
-        )
-        .await
+        let mut body = json!({"force": force, "reason": reason});
+        if let Some(api) = api {
+            body["api"] = json!(api);
+        }
+        self.call(reqwest::Method::POST, &path, Some(body)).await
     }
 }
 

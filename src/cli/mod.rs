@@ -129,6 +129,10 @@ pub enum Command {
         /// Why, in your words (at most 200 characters); recorded in the ledger and log
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Reset only this interface (clearApiQuota, one of the 50 a month), e.g.
+        /// /cgi-bin/user/get; without it the whole account (one of the 10)
+        #[arg(long, value_name = "PATH")]
+        api: Option<String>,
         /// Print the daemon's answer as JSON: {"outcome", "reason"}
         #[arg(long)]
         json: bool,
