@@ -366,6 +366,11 @@ async fn report_clear_and_status_speak_human_and_json() {
                 .any(|l| l.starts_with("shop ") && l.contains(" ok ")),
             "{out}"
         );
+        assert!(out.contains("API LEFT"), "{out}");
+        assert!(
+            out.lines().any(|l| l.contains("last interface clear")),
+            "{out}"
+        );
 
         // An unknown account: exit 1, and with --json an error document on stdout.
         let (code, out, err) =

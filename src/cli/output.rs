@@ -20,8 +20,8 @@ pub fn render_status(doc: &StatusDoc) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<20} {:<10} {:>6} {:>5} {:>6}  TOP APIS (used/limit)",
-        "ACCOUNT", "STATE", "CLEARS", "LEFT", "TODAY"
+        "{:<20} {:<10} {:>6} {:>5} {:>6} {:>9}  TOP APIS (used/limit)",
+        "ACCOUNT", "STATE", "CLEARS", "LEFT", "TODAY", "API LEFT"
     );
     for a in &doc.accounts {
         let top: Vec<String> = a
@@ -40,12 +40,13 @@ pub fn render_status(doc: &StatusDoc) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<20} {:<10} {:>6} {:>5} {:>6}  {}",
+            "{:<20} {:<10} {:>6} {:>5} {:>6} {:>9}  {}",
             a.name,
             a.state,
             a.clears.used,
             a.clears.left,
             a.clears.today,
+            a.api_clears.left,
             if top.is_empty() {
                 "-".to_string()
             } else {
@@ -56,6 +57,13 @@ pub fn render_status(doc: &StatusDoc) -> String {
             let _ = writeln!(
                 out,
                 "{:<20} last clear {} {} ({})",
+                "", last.at, last.outcome, last.reason
+            );
+        }
+        if let Some(last) = &a.api_clears.last {
+            let _ = writeln!(
+                out,
+                "{:<20} last interface clear {} {} ({})",
                 "", last.at, last.outcome, last.reason
             );
         }
