@@ -265,17 +265,7 @@ fn check_and_presets_speak_json() {
 
 /// Runs the CLI against the daemon of `setup`; returns (exit code, stdout, stderr).
 fn cli(setup: &Setup, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = bin()
-        .arg("-c")
-        .arg(&setup.config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    setup.cli(args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -555,19 +555,7 @@ async fn status_filters_by_platform_state_and_account_in_the_api_and_the_cli() {
         assert_eq!(get("?bogus=1").await.0, 400);
 
         // The CLI takes the same filters.
-        let cli = |args: &[&str]| {
-            let out = bin()
-                .arg("-c")
-                .arg(&setup.config)
-                .args(args)
-                .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).to_string(),
-                String::from_utf8_lossy(&out.stderr).to_string(),
-            )
-        };
+        let cli = |args: &[&str]| setup.cli(args);
         let (code, out, err) = cli(&["status", "--json", "--account", "sho"]);
         assert_eq!(code, Some(0), "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();

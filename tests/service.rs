@@ -400,19 +400,7 @@ async fn cli_status_report_and_clear_talk_to_the_daemon() {
     limited(async {
         let sim = Sim::start(clock()).await;
         let setup = Setup::new(&sim.url, EAGER_POLICY, "");
-        let cli = |args: &[&str]| {
-            let out = bin()
-                .arg("-c")
-                .arg(&setup.config)
-                .args(args)
-                .output()
-                .unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).to_string(),
-                String::from_utf8_lossy(&out.stderr).to_string(),
-            )
-        };
+        let cli = |args: &[&str]| setup.cli(args);
         setup.use_free_port();
         let (code, _, err) = cli(&["status"]);
         assert_eq!(code, Some(1), "no daemon yet");

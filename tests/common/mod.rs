@@ -75,6 +75,21 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// Runs the CLI with this config; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = bin()
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `policy` is TOML for the [policy] table body; `extra` goes at the end of the file.
     /// Unless `policy` names them, per-interface clears and the 45009 confirmation are
     /// off, so a reported 45009 clears the whole account at once (the tests of those
