@@ -28,20 +28,7 @@ impl Validator<'_> {
         state_env: Option<OsString>,
     ) -> DaemonSettings {
         let k = KeyPath::root().key("daemon");
-        let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("valid default");
-        let listen = match d.listen.as_deref() {
-            None => default_listen,
-            Some(s) => s.trim().parse().unwrap_or_else(|_| {
-                self.error(
-                    &k.key("listen"),
-                    None,
-                    format!(
-                        "listen must be an IP address and port like \"127.0.0.1:9477\", got {s:?}"
-                    ),
-                );
-                default_listen
-            }),
-        };
+        let listen = self.listen_addr(&k.key("listen"), d.listen.as_deref(), DEFAULT_LISTEN);
         let state_dir = match d.state_dir {
             None => default_state_dir(state_env),
             Some(p) if p.as_os_str().is_empty() => {
@@ -159,5 +146,29 @@ impl Validator<'_> {
             }
         }
         out
+    }
+}
+
+impl Validator<'_> {
+    /// A `listen` key: `value` parsed as an IP address and port, else `default` (which
+    /// is also what a bad value falls back to, after the error naming it).
+    pub(super) fn listen_addr(
+        &mut self,
+        key: &KeyPath,
+        value: Option<&str>,
+        default: &str,
+    ) -> SocketAddr {
+        let default_addr: SocketAddr = default.parse().expect("valid default");
+        let Some(s) = value else {
+            return default_addr;
+        };
+        s.trim().parse().unwrap_or_else(|_| {
+            self.error(
+                key,
+                None,
+                format!("listen must be an IP address and port like \"{default}\", got {s:?}"),
+            );
+            default_addr
+        })
     }
 }

@@ -18,20 +18,7 @@ impl Validator<'_> {
         wechat_timeout: Duration,
     ) -> ProxySettings {
         let k = KeyPath::root().key("proxy");
-        let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("valid default");
-        let listen = match p.listen.as_deref() {
-            None => default_listen,
-            Some(s) => s.trim().parse().unwrap_or_else(|_| {
-                self.error(
-                    &k.key("listen"),
-                    None,
-                    format!(
-                        "listen must be an IP address and port like \"127.0.0.1:9480\", got {s:?}"
-                    ),
-                );
-                default_listen
-            }),
-        };
+        let listen = self.listen_addr(&k.key("listen"), p.listen.as_deref(), DEFAULT_LISTEN);
         if listen == api_listen && listen.port() != 0 {
             self.error(
                 &k.key("listen"),
